@@ -1,0 +1,159 @@
+//! The input schema: the cim-keys `clan-bootstrap` format plus clan-nats' own
+//! optional sections (`hosts`, `owner`, per-unit `nats_limits`).
+//!
+//! Every struct denies unknown fields: a misspelt `nats_permisions` must be an
+//! error, not a user that silently gets the default permissions. `metadata` is
+//! free-form and only carried along.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub organization: Organization,
+    #[serde(default)]
+    pub organizational_units: Vec<Unit>,
+    #[serde(default)]
+    pub service_people: Vec<Person>,
+    #[serde(default)]
+    pub nsc_export_config: Option<NscExportConfig>,
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    /// Some cim-keys files carry the schema name at the top level too.
+    #[serde(default)]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub owner: Option<Owner>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organization {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unit {
+    pub name: String,
+    #[serde(default)]
+    pub unit_type: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub nats_account_name: Option<String>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub nats_limits: Option<Limits>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub organizational_unit: String,
+    pub role: String,
+    #[serde(default)]
+    pub nats_permissions: Option<NatsPermissions>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsPermissions {
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    #[serde(default)]
+    pub allow_responses: bool,
+    #[serde(default)]
+    pub max_payload: Option<i64>,
+}
+
+/// Accepted as cim-keys writes it. Only `operator_name` changes the output;
+/// the rest describes nsc's plaintext export and is ignored (clan-nats always
+/// writes every JWT and encrypts every secret).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NscExportConfig {
+    #[serde(default)]
+    pub output_path: Option<String>,
+    #[serde(default)]
+    pub operator_name: Option<String>,
+    #[serde(default)]
+    pub generate_operator_jwt: Option<bool>,
+    #[serde(default)]
+    pub generate_account_jwts: Option<bool>,
+    #[serde(default)]
+    pub generate_user_creds: Option<bool>,
+    #[serde(default)]
+    pub secure_keys_directory: Option<bool>,
+    #[serde(default)]
+    pub key_permissions: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    pub age_recipient: String,
+    #[serde(default)]
+    pub nats_server: bool,
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owner {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub age_recipient: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub conn: Option<i64>,
+    #[serde(default)]
+    pub subs: Option<i64>,
+    #[serde(default)]
+    pub payload: Option<i64>,
+    #[serde(default)]
+    pub data: Option<i64>,
+    #[serde(default)]
+    pub jetstream: Option<JetStreamLimits>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStreamLimits {
+    #[serde(default)]
+    pub mem_storage: Option<i64>,
+    #[serde(default)]
+    pub disk_storage: Option<i64>,
+    #[serde(default)]
+    pub streams: Option<i64>,
+    #[serde(default)]
+    pub consumer: Option<i64>,
+}
+
+/// The only role that becomes a NATS user.
+pub const SERVICE_ROLE: &str = "Service";

@@ -1,0 +1,294 @@
+//! Validation: every rule, every problem collected with its field path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::schema::{Config, Limits, SERVICE_ROLE};
+use super::subject::{subject_problem, subscribe_problem};
+use super::Issue;
+use crate::plan;
+use crate::vault;
+
+/// Largest message payload nats-server accepts (its hard limit, 64 MiB).
+pub const MAX_PAYLOAD: i64 = 64 * 1024 * 1024;
+/// Bounds past which a limit is a typo rather than a plan.
+pub const MAX_CONN: i64 = 10_000_000;
+pub const MAX_SUBS: i64 = 1_000_000_000;
+pub const MAX_JS_COUNT: i64 = 10_000_000;
+/// Longest entity name: it becomes a file name and a JWT `name`.
+pub const MAX_NAME: usize = 128;
+
+/// Why `name` cannot be an entity (and file) name, or `None`.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("name is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Some(format!("{name:?} is longer than {MAX_NAME} characters"));
+    }
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok_chars || name.starts_with(['.', '-']) {
+        return Some(format!(
+            "{name:?} cannot be used as a file name: use letters, digits, '.', '_' and '-', not starting with '.' or '-'"
+        ));
+    }
+    None
+}
+
+struct Collector(Vec<Issue>);
+
+impl Collector {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Issue { path: path.into(), message: message.into() });
+    }
+
+    fn name(&mut self, path: String, name: &str) {
+        if let Some(p) = name_problem(name) {
+            self.add(path, p);
+        }
+    }
+
+    /// Report the second and later occurrences of a name, case-insensitively.
+    fn unique<'a>(&mut self, what: &str, items: impl Iterator<Item = (String, &'a str)>) {
+        let mut seen: HashMap<String, (String, &str)> = HashMap::new();
+        for (path, name) in items {
+            match seen.get(&name.to_ascii_lowercase()) {
+                Some((first_path, first)) if *first == name => {
+                    self.add(path, format!("duplicate {what} {name:?} (first at {first_path})"))
+                }
+                Some((first_path, first)) => self.add(
+                    path,
+                    format!("{what} {name:?} differs from {first:?} (at {first_path}) only in case; names must be unique ignoring case"),
+                ),
+                None => {
+                    seen.insert(name.to_ascii_lowercase(), (path, name));
+                }
+            }
+        }
+    }
+
+    fn limit(&mut self, path: String, value: Option<i64>, min: i64, max: i64, hint: &str) {
+        let Some(v) = value else { return };
+        if v == -1 || (min..=max).contains(&v) {
+            return;
+        }
+        self.add(path, format!("{v} is not a valid limit: use -1 for unlimited or {min}..={max}{hint}"));
+    }
+}
+
+/// Check a parsed config. An empty result means the config is valid.
+pub fn validate(c: &Config) -> Vec<Issue> {
+    let mut v = Collector(Vec::new());
+    v.name("organization.name".into(), &c.organization.name);
+    if let Some(op) = c.nsc_export_config.as_ref().and_then(|n| n.operator_name.as_deref()) {
+        v.name("nsc_export_config.operator_name".into(), op);
+    }
+    if let Some(s) = c.schema.as_deref() {
+        if s != "cim-keys-clan-bootstrap-v1" {
+            v.add("schema", format!("{s:?} is not a known schema (expected \"cim-keys-clan-bootstrap-v1\")"));
+        }
+    }
+    units(c, &mut v);
+    people(c, &mut v);
+    hosts(c, &mut v);
+    if let Some(owner) = &c.owner {
+        if let Some(id) = &owner.id {
+            if id.trim().is_empty() || id.chars().any(char::is_control) {
+                v.add("owner.id", format!("{id:?} is not a valid owner id"));
+            }
+        }
+        if let Some(r) = &owner.age_recipient {
+            if let Err(e) = vault::parse_recipient(r) {
+                v.add("owner.age_recipient", e.to_string());
+            }
+        }
+    }
+    v.0
+}
+
+fn units(c: &Config, v: &mut Collector) {
+    let us = &c.organizational_units;
+    for (i, u) in us.iter().enumerate() {
+        v.name(format!("organizational_units[{i}].name"), &u.name);
+        if let Some(a) = &u.nats_account_name {
+            v.name(format!("organizational_units[{i}].nats_account_name"), a);
+            if a.eq_ignore_ascii_case(plan::SYSTEM_ACCOUNT) {
+                v.add(
+                    format!("organizational_units[{i}].nats_account_name"),
+                    format!("{a:?} is reserved for the system account"),
+                );
+            }
+        }
+        if let Some(l) = &u.nats_limits {
+            limits(&format!("organizational_units[{i}].nats_limits"), l, v);
+        }
+    }
+    v.unique("unit name", us.iter().enumerate().map(|(i, u)| (format!("organizational_units[{i}].name"), u.name.as_str())));
+    v.unique(
+        "nats_account_name",
+        us.iter().enumerate().filter_map(|(i, u)| {
+            u.nats_account_name.as_deref().map(|a| (format!("organizational_units[{i}].nats_account_name"), a))
+        }),
+    );
+
+    let index: HashMap<&str, usize> = us.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    let mut tree_ok = true;
+    for (i, u) in us.iter().enumerate() {
+        if let Some(p) = &u.parent {
+            if !index.contains_key(p.as_str()) {
+                tree_ok = false;
+                v.add(format!("organizational_units[{i}].parent"), format!("unknown unit {p:?}"));
+            }
+        }
+    }
+    if !tree_ok {
+        return;
+    }
+    // Cycles: follow parents; a walk longer than the number of units loops.
+    let mut reported = vec![false; us.len()];
+    for start in 0..us.len() {
+        let mut chain = vec![start];
+        let mut cur = start;
+        while let Some(p) = us[cur].parent.as_deref() {
+            cur = index[p];
+            if let Some(pos) = chain.iter().position(|&x| x == cur) {
+                let cycle = &chain[pos..];
+                if !cycle.iter().any(|&x| reported[x]) {
+                    let names: Vec<&str> = cycle.iter().chain(std::iter::once(&cur)).map(|&x| us[x].name.as_str()).collect();
+                    v.add(
+                        format!("organizational_units[{}].parent", cycle[0]),
+                        format!("parent cycle: {}", names.join(" -> ")),
+                    );
+                    for &x in cycle {
+                        reported[x] = true;
+                    }
+                }
+                break;
+            }
+            chain.push(cur);
+        }
+    }
+    if reported.iter().any(|r| *r) {
+        return;
+    }
+    // Derived account names must not collide with explicit ones or the system account.
+    let accounts = plan::unit_accounts(us);
+    let mut owners: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+    for (i, u) in us.iter().enumerate() {
+        if u.nats_account_name.is_none() && u.parent.is_none() {
+            let derived = &accounts[i];
+            if derived.eq_ignore_ascii_case(plan::SYSTEM_ACCOUNT) {
+                v.add(format!("organizational_units[{i}].name"), format!("unit {:?} would get the account name {derived:?}, which is reserved for the system account; set nats_account_name", u.name));
+            }
+            if let Some(p) = name_problem(derived) {
+                v.add(format!("organizational_units[{i}].name"), p);
+            }
+        }
+        let defines = u.nats_account_name.is_some() || u.parent.is_none();
+        if defines {
+            let key = accounts[i].to_ascii_lowercase();
+            if let Some((j, _)) = owners.get(&key) {
+                v.add(
+                    format!("organizational_units[{i}]"),
+                    format!(
+                        "account name {:?} is already used by unit {:?} (organizational_units[{j}]); set a distinct nats_account_name",
+                        accounts[i], us[*j].name
+                    ),
+                );
+            } else {
+                owners.insert(key, (i, true));
+            }
+        }
+    }
+}
+
+fn limits(path: &str, l: &Limits, v: &mut Collector) {
+    v.limit(format!("{path}.conn"), l.conn, 1, MAX_CONN, "");
+    v.limit(format!("{path}.subs"), l.subs, 1, MAX_SUBS, "");
+    v.limit(format!("{path}.payload"), l.payload, 1, MAX_PAYLOAD, " (nats-server's maximum payload is 64 MiB)");
+    v.limit(format!("{path}.data"), l.data, 1, i64::MAX, "");
+    if let Some(js) = &l.jetstream {
+        let p = format!("{path}.jetstream");
+        v.limit(format!("{p}.mem_storage"), js.mem_storage, 0, i64::MAX, "");
+        v.limit(format!("{p}.disk_storage"), js.disk_storage, 0, i64::MAX, "");
+        v.limit(format!("{p}.streams"), js.streams, 0, MAX_JS_COUNT, "");
+        v.limit(format!("{p}.consumer"), js.consumer, 0, MAX_JS_COUNT, "");
+        let storage = js.mem_storage.unwrap_or(0) != 0 || js.disk_storage.unwrap_or(0) != 0;
+        if !storage && (js.streams.unwrap_or(0) != 0 || js.consumer.unwrap_or(0) != 0) {
+            v.add(p, "streams or consumer is set but mem_storage and disk_storage are 0, so JetStream would stay disabled");
+        }
+    }
+}
+
+fn people(c: &Config, v: &mut Collector) {
+    let unit_names: HashMap<&str, usize> =
+        c.organizational_units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    for (i, p) in c.service_people.iter().enumerate() {
+        let at = format!("service_people[{i}]");
+        v.name(format!("{at}.name"), &p.name);
+        if p.role.trim().is_empty() {
+            v.add(format!("{at}.role"), "role is empty");
+        }
+        let unit = unit_names.get(p.organizational_unit.as_str());
+        if unit.is_none() {
+            v.add(format!("{at}.organizational_unit"), format!("unknown unit {:?}", p.organizational_unit));
+        }
+        if let Some(perm) = &p.nats_permissions {
+            for (j, s) in perm.publish.iter().enumerate() {
+                if let Some(msg) = subject_problem(s) {
+                    v.add(format!("{at}.nats_permissions.publish[{j}]"), msg);
+                }
+            }
+            for (j, s) in perm.subscribe.iter().enumerate() {
+                if let Some(msg) = subscribe_problem(s) {
+                    v.add(format!("{at}.nats_permissions.subscribe[{j}]"), msg);
+                }
+            }
+            v.limit(
+                format!("{at}.nats_permissions.max_payload"),
+                perm.max_payload,
+                1,
+                MAX_PAYLOAD,
+                " (nats-server's maximum payload is 64 MiB)",
+            );
+            let account_payload = unit
+                .and_then(|&u| c.organizational_units[u].nats_limits.as_ref())
+                .and_then(|l| l.payload)
+                .filter(|p| *p > 0);
+            if let (Some(mp), Some(ap)) = (perm.max_payload.filter(|p| *p > 0), account_payload) {
+                if mp > ap {
+                    v.add(
+                        format!("{at}.nats_permissions.max_payload"),
+                        format!("{mp} exceeds the payload limit {ap} of unit {:?}", p.organizational_unit),
+                    );
+                }
+            }
+        }
+    }
+    v.unique("person name", c.service_people.iter().enumerate().map(|(i, p)| (format!("service_people[{i}].name"), p.name.as_str())));
+}
+
+fn hosts(c: &Config, v: &mut Collector) {
+    let people: HashMap<&str, &str> = c.service_people.iter().map(|p| (p.name.as_str(), p.role.as_str())).collect();
+    for (i, h) in c.hosts.iter().enumerate() {
+        let at = format!("hosts[{i}]");
+        v.name(format!("{at}.name"), &h.name);
+        if let Err(e) = vault::parse_recipient(&h.age_recipient) {
+            v.add(format!("{at}.age_recipient"), e.to_string());
+        }
+        let mut seen = HashMap::new();
+        for (j, s) in h.services.iter().enumerate() {
+            match people.get(s.as_str()) {
+                None => v.add(format!("{at}.services[{j}]"), format!("unknown service {s:?}: no service person has that name")),
+                Some(role) if *role != SERVICE_ROLE => v.add(
+                    format!("{at}.services[{j}]"),
+                    format!("{s:?} has role {role:?}, not {SERVICE_ROLE:?}, so it has no NATS credentials"),
+                ),
+                Some(_) => {}
+            }
+            if let Some(first) = seen.insert(s.as_str(), j) {
+                v.add(format!("{at}.services[{j}]"), format!("{s:?} is listed twice (first at {at}.services[{first}])"));
+            }
+        }
+    }
+    v.unique("host name", c.hosts.iter().enumerate().map(|(i, h)| (format!("hosts[{i}].name"), h.name.as_str())));
+}

@@ -1,0 +1,240 @@
+//! Account claims (nats-io/jwt `v2/account_claims.go`, `exports.go`, `revocation_list.go`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::user::Permissions;
+use super::{is_false, ClaimKind, Claims, KeyKind};
+
+/// "No limit" in every NATS limit field.
+pub const NO_LIMIT: i64 = -1;
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// `OperatorLimits`: NatsLimits, AccountLimits and JetStreamLimits flattened, in Go's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLimits {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subs: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub data: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payload: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub imports: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub exports: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wildcards: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disallow_bearer: bool,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conn: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub leaf: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mem_storage: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disk_storage: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streams: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consumer: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_ack_pending: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mem_max_stream_bytes: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub disk_max_stream_bytes: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub max_bytes_required: bool,
+}
+
+impl Default for AccountLimits {
+    /// `NewAccountClaims`: everything unlimited, wildcards allowed, JetStream disabled (zeros).
+    fn default() -> Self {
+        AccountLimits {
+            subs: NO_LIMIT,
+            data: NO_LIMIT,
+            payload: NO_LIMIT,
+            imports: NO_LIMIT,
+            exports: NO_LIMIT,
+            wildcards: true,
+            disallow_bearer: false,
+            conn: NO_LIMIT,
+            leaf: NO_LIMIT,
+            mem_storage: 0,
+            disk_storage: 0,
+            streams: 0,
+            consumer: 0,
+            max_ack_pending: 0,
+            mem_max_stream_bytes: 0,
+            disk_max_stream_bytes: 0,
+            max_bytes_required: false,
+        }
+    }
+}
+
+impl AccountLimits {
+    pub fn jetstream_enabled(&self) -> bool {
+        self.mem_storage != 0 || self.disk_storage != 0
+    }
+}
+
+/// One export (`Export` in `v2/exports.go`); only what this project writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub response_type: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub account_token_position: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub info_url: String,
+}
+
+/// `nats` of an account JWT, fields in Go's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountNats {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<Export>,
+    #[serde(default)]
+    pub limits: AccountLimits,
+    /// Sorted, as Go's `SigningKeys` marshals them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signing_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub default_permissions: Permissions,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub info_url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u64,
+}
+
+impl Default for AccountNats {
+    fn default() -> Self {
+        AccountNats {
+            imports: Vec::new(),
+            exports: Vec::new(),
+            limits: AccountLimits::default(),
+            signing_keys: Vec::new(),
+            revocations: BTreeMap::new(),
+            default_permissions: Permissions::default(),
+            description: String::new(),
+            info_url: String::new(),
+            tags: Vec::new(),
+            kind: AccountNats::TYPE.into(),
+            version: 2,
+        }
+    }
+}
+
+impl ClaimKind for AccountNats {
+    const TYPE: &'static str = "account";
+    const SUBJECT: KeyKind = KeyKind::Account;
+    const ISSUERS: &'static [KeyKind] = &[KeyKind::Operator, KeyKind::Account];
+    const ISSUERS_TEXT: &'static str = "an operator key (or the account itself)";
+    fn nats_type(&self) -> &str {
+        &self.kind
+    }
+    fn nats_version(&self) -> u64 {
+        self.version
+    }
+}
+
+pub type AccountClaims = Claims<AccountNats>;
+
+impl AccountClaims {
+    /// True when `key` may sign users of this account.
+    pub fn trusts(&self, key: &str) -> bool {
+        key == self.std.sub || self.nats.signing_keys.iter().any(|k| k == key)
+    }
+
+    /// `IsClaimRevoked`: a user is revoked when its key (or `*`) was revoked at or after its `iat`.
+    pub fn is_revoked(&self, user_key: &str, user_iat: i64) -> bool {
+        [user_key, "*"].iter().any(|k| self.nats.revocations.get(*k).is_some_and(|ts| *ts >= user_iat))
+    }
+
+    /// The exports `nsc add operator --sys` gives the system account.
+    pub fn system_exports() -> Vec<Export> {
+        let url = "https://docs.nats.io/nats-server/configuration/sys_accounts";
+        vec![
+            Export {
+                name: "account-monitoring-streams".into(),
+                subject: "$SYS.ACCOUNT.*.>".into(),
+                kind: "stream".into(),
+                response_type: String::new(),
+                account_token_position: 3,
+                description: "Account specific monitoring stream".into(),
+                info_url: url.into(),
+            },
+            Export {
+                name: "account-monitoring-services".into(),
+                subject: "$SYS.REQ.ACCOUNT.*.*".into(),
+                kind: "service".into(),
+                response_type: "Stream".into(),
+                account_token_position: 4,
+                description: "Request account specific monitoring services for: SUBSZ, CONNZ, LEAFZ, JSZ and INFO"
+                    .into(),
+                info_url: url.into(),
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nkeys::KeyPair;
+
+    #[test]
+    fn defaults_match_new_account_claims() {
+        let json = serde_json::to_string(&AccountNats::default()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1},"default_permissions":{"pub":{},"sub":{}},"type":"account","version":2}"#
+        );
+        assert!(!AccountLimits::default().jetstream_enabled());
+    }
+
+    #[test]
+    fn round_trip_and_revocation() {
+        let op = KeyPair::new_operator();
+        let acct = KeyPair::new_account();
+        let user = KeyPair::new_user().public_key();
+        let mut c = AccountClaims::new(acct.public_key(), "core", AccountNats::default());
+        c.nats.revocations.insert(user.clone(), 50);
+        let tok = c.encode(&op, 60).unwrap();
+        let back = AccountClaims::decode(&tok).unwrap();
+        assert_eq!(back, c);
+        assert!(back.is_revoked(&user, 50));
+        assert!(back.is_revoked(&user, 10));
+        assert!(!back.is_revoked(&user, 51));
+        assert!(!back.is_revoked(&KeyPair::new_user().public_key(), 1));
+    }
+
+    #[test]
+    fn exports_are_sorted_by_subject() {
+        let e = AccountClaims::system_exports();
+        assert!(e[0].subject < e[1].subject);
+    }
+}

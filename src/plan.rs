@@ -1,0 +1,321 @@
+//! The mapping rules, as a pure function of a validated config:
+//! Organization → Operator, unit → Account, `Service` person → User,
+//! permissions → user permissions, hosts → who receives which creds.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::config::{Config, Limits, Person, Unit, SERVICE_ROLE};
+use crate::jwt::account::AccountLimits;
+use crate::jwt::user::{Permission, Permissions, ResponsePermission};
+
+/// The system account and its admin user.
+pub const SYSTEM_ACCOUNT: &str = "SYS";
+pub const SYSTEM_USER: &str = "sys";
+/// The default payload limit of a user without `nats_permissions`.
+pub const DEFAULT_PAYLOAD: i64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub operator: String,
+    /// Sorted by name; the system account is among them (`system: true`).
+    pub accounts: Vec<AccountPlan>,
+    /// Sorted by name.
+    pub hosts: Vec<HostPlan>,
+    /// The owner's recipient from the config's `owner` block, if any.
+    pub owner_recipient: Option<String>,
+    pub owner_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountPlan {
+    pub name: String,
+    pub system: bool,
+    /// Units mapped to this account, in config order.
+    pub units: Vec<String>,
+    pub description: String,
+    pub limits: AccountLimits,
+    /// Sorted by name.
+    pub users: Vec<UserPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPlan {
+    pub name: String,
+    /// The unit the person belongs to (empty for the system user).
+    pub unit: String,
+    pub permissions: Permissions,
+    pub payload: i64,
+    /// Hosts that run this service and receive its creds, sorted.
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPlan {
+    pub name: String,
+    pub recipient: String,
+    pub nats_server: bool,
+    /// Sorted service (user) names.
+    pub services: Vec<String>,
+}
+
+/// The account each unit belongs to, index for index: its own `nats_account_name`,
+/// else its nearest ancestor's, else (top level) its name in lower case.
+/// Requires a parent tree without unknown parents or cycles (validation checks).
+pub fn unit_accounts(units: &[Unit]) -> Vec<String> {
+    let index: HashMap<&str, usize> = units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    (0..units.len())
+        .map(|mut i| loop {
+            let u = &units[i];
+            if let Some(a) = &u.nats_account_name {
+                break a.clone();
+            }
+            match u.parent.as_deref().and_then(|p| index.get(p)) {
+                Some(&p) => i = p,
+                None => break u.name.to_ascii_lowercase(),
+            }
+        })
+        .collect()
+}
+
+/// The operator's name: `nsc_export_config.operator_name`, else `organization.name`.
+pub fn operator_name(c: &Config) -> String {
+    c.nsc_export_config.as_ref().and_then(|n| n.operator_name.clone()).unwrap_or_else(|| c.organization.name.clone())
+}
+
+/// A person's permissions: the config's, or the default namespace
+/// `<operator>.<account>.<stem>.>` with responses allowed and a 1 MiB payload.
+pub fn user_permissions(p: &Person, operator: &str, account: &str) -> (Permissions, i64) {
+    let allow_inbox = |subs: &mut Vec<String>| {
+        if !subs.iter().any(|s| s == "_INBOX.>") {
+            subs.push("_INBOX.>".into());
+        }
+    };
+    let resp = Some(ResponsePermission { max: 1, ttl: 0 });
+    match &p.nats_permissions {
+        Some(np) => {
+            let mut sub = dedup(&np.subscribe);
+            if np.allow_responses {
+                allow_inbox(&mut sub);
+            }
+            let perms = Permissions {
+                publish: Permission { allow: dedup(&np.publish), deny: vec![] },
+                subscribe: Permission { allow: sub, deny: vec![] },
+                resp: if np.allow_responses { resp } else { None },
+            };
+            (perms, np.max_payload.unwrap_or(-1))
+        }
+        None => {
+            let stem = p.name.strip_suffix("-service").filter(|s| !s.is_empty()).unwrap_or(&p.name);
+            let subject = format!("{operator}.{account}.{stem}.>");
+            let mut sub = vec![subject.clone()];
+            allow_inbox(&mut sub);
+            let perms = Permissions {
+                publish: Permission { allow: vec![subject], deny: vec![] },
+                subscribe: Permission { allow: sub, deny: vec![] },
+                resp,
+            };
+            (perms, DEFAULT_PAYLOAD)
+        }
+    }
+}
+
+fn dedup(items: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    items.iter().filter(|s| seen.insert(s.as_str())).cloned().collect()
+}
+
+fn account_limits(l: Option<&Limits>) -> AccountLimits {
+    let mut out = AccountLimits::default();
+    let Some(l) = l else { return out };
+    let set = |field: &mut i64, v: Option<i64>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut out.conn, l.conn);
+    set(&mut out.subs, l.subs);
+    set(&mut out.payload, l.payload);
+    set(&mut out.data, l.data);
+    if let Some(js) = &l.jetstream {
+        set(&mut out.mem_storage, js.mem_storage);
+        set(&mut out.disk_storage, js.disk_storage);
+        set(&mut out.streams, js.streams);
+        set(&mut out.consumer, js.consumer);
+    }
+    out
+}
+
+/// Build the plan. `config` must have passed [`crate::config::validate::validate`].
+pub fn plan(c: &Config) -> Plan {
+    let operator = operator_name(c);
+    let unit_account = unit_accounts(&c.organizational_units);
+    let mut hosts_of: HashMap<&str, BTreeSet<String>> = HashMap::new();
+    for h in &c.hosts {
+        for s in &h.services {
+            hosts_of.entry(s.as_str()).or_default().insert(h.name.clone());
+        }
+    }
+
+    let mut accounts: BTreeMap<String, AccountPlan> = BTreeMap::new();
+    for (i, u) in c.organizational_units.iter().enumerate() {
+        let name = &unit_account[i];
+        // The unit that names the account (or a top-level unit without a name) sets its limits.
+        let defines = u.nats_account_name.is_some() || u.parent.is_none();
+        let a = accounts.entry(name.clone()).or_insert_with(|| AccountPlan {
+            name: name.clone(),
+            system: false,
+            units: vec![],
+            description: String::new(),
+            limits: AccountLimits::default(),
+            users: vec![],
+        });
+        a.units.push(u.name.clone());
+        if defines {
+            a.limits = account_limits(u.nats_limits.as_ref());
+            a.description = u.description.clone().unwrap_or_default();
+        }
+    }
+    let unit_index: HashMap<&str, usize> =
+        c.organizational_units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    for p in c.service_people.iter().filter(|p| p.role == SERVICE_ROLE) {
+        let account = &unit_account[unit_index[p.organizational_unit.as_str()]];
+        let (permissions, payload) = user_permissions(p, &operator, account);
+        let hosts = hosts_of.get(p.name.as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        accounts.get_mut(account).expect("unit accounts exist").users.push(UserPlan {
+            name: p.name.clone(),
+            unit: p.organizational_unit.clone(),
+            permissions,
+            payload,
+            hosts,
+        });
+    }
+    accounts.insert(
+        SYSTEM_ACCOUNT.into(),
+        AccountPlan {
+            name: SYSTEM_ACCOUNT.into(),
+            system: true,
+            units: vec![],
+            description: "System account: server internals and monitoring".into(),
+            limits: AccountLimits::default(),
+            users: vec![UserPlan {
+                name: SYSTEM_USER.into(),
+                unit: String::new(),
+                permissions: Permissions::default(),
+                payload: -1,
+                hosts: vec![],
+            }],
+        },
+    );
+    let mut accounts: Vec<AccountPlan> = accounts.into_values().collect();
+    for a in &mut accounts {
+        a.users.sort_by(|x, y| x.name.cmp(&y.name));
+    }
+    let mut hosts: Vec<HostPlan> = c
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut services = h.services.clone();
+            services.sort();
+            HostPlan {
+                name: h.name.clone(),
+                recipient: h.age_recipient.trim().to_string(),
+                nats_server: h.nats_server,
+                services,
+            }
+        })
+        .collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    Plan {
+        operator,
+        accounts,
+        hosts,
+        owner_recipient: c.owner.as_ref().and_then(|o| o.age_recipient.clone()),
+        owner_id: c.owner.as_ref().and_then(|o| o.id.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn cfg(json: &str) -> Config {
+        let c = parse("t.json".into(), json).unwrap();
+        let issues = crate::config::validate::validate(&c);
+        assert!(issues.is_empty(), "{issues:?}");
+        c
+    }
+
+    const TREE: &str = r#"{
+      "organization": {"name": "acme"},
+      "organizational_units": [
+        {"name": "Core", "nats_account_name": "core", "parent": null},
+        {"name": "Ops", "parent": "Core"},
+        {"name": "Deep", "parent": "Ops"},
+        {"name": "Media", "parent": null},
+        {"name": "Billing", "nats_account_name": "billing", "parent": "Core"}
+      ],
+      "service_people": [
+        {"name": "deep-service", "organizational_unit": "Deep", "role": "Service"},
+        {"name": "bill-service", "organizational_unit": "Billing", "role": "Service",
+         "nats_permissions": {"publish": ["bill.>", "bill.>"], "subscribe": ["bill.>"], "allow_responses": false, "max_payload": 2048}},
+        {"name": "alice", "organizational_unit": "Media", "role": "Admin"}
+      ],
+      "hosts": [{"name": "h2", "age_recipient": "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "services": ["deep-service"]},
+                {"name": "h1", "age_recipient": "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "services": ["deep-service"]}]
+    }"#;
+
+    #[test]
+    fn units_inherit_the_nearest_account() {
+        let c = cfg(TREE);
+        assert_eq!(unit_accounts(&c.organizational_units), ["core", "core", "core", "media", "billing"]);
+    }
+
+    #[test]
+    fn mapping() {
+        let p = plan(&cfg(TREE));
+        assert_eq!(p.operator, "acme");
+        let names: Vec<&str> = p.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["SYS", "billing", "core", "media"]);
+        let core = &p.accounts[2];
+        assert_eq!(core.units, ["Core", "Ops", "Deep"]);
+        let deep = &core.users[0];
+        assert_eq!(deep.name, "deep-service");
+        assert_eq!(deep.permissions.publish.allow, ["acme.core.deep.>"]);
+        assert_eq!(deep.permissions.subscribe.allow, ["acme.core.deep.>", "_INBOX.>"]);
+        assert_eq!(deep.permissions.resp, Some(ResponsePermission { max: 1, ttl: 0 }));
+        assert_eq!(deep.payload, DEFAULT_PAYLOAD);
+        assert_eq!(deep.hosts, ["h1", "h2"]);
+        let bill = &p.accounts[1].users[0];
+        assert_eq!(bill.permissions.publish.allow, ["bill.>"]);
+        assert_eq!(bill.permissions.subscribe.allow, ["bill.>"]);
+        assert_eq!(bill.permissions.resp, None);
+        assert_eq!(bill.payload, 2048);
+        assert!(p.accounts[3].users.is_empty(), "non-Service roles get no user");
+        let sys = &p.accounts[0];
+        assert!(sys.system);
+        assert_eq!(sys.users[0].name, SYSTEM_USER);
+        assert!(sys.users[0].hosts.is_empty(), "sys creds never go to a host");
+        assert_eq!(p.hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["h1", "h2"]);
+    }
+
+    #[test]
+    fn operator_name_prefers_export_config() {
+        let c = cfg(r#"{"organization": {"name": "org"}, "nsc_export_config": {"operator_name": "OP"}}"#);
+        assert_eq!(plan(&c).operator, "OP");
+    }
+
+    #[test]
+    fn limits_and_jetstream() {
+        let c = cfg(r#"{"organization": {"name": "org"}, "organizational_units": [
+            {"name": "A", "nats_limits": {"conn": 10, "jetstream": {"mem_storage": -1, "disk_storage": 1000, "streams": 5}}},
+            {"name": "B"}]}"#);
+        let p = plan(&c);
+        let a = p.accounts.iter().find(|a| a.name == "a").unwrap();
+        assert_eq!(a.limits.conn, 10);
+        assert_eq!((a.limits.mem_storage, a.limits.disk_storage, a.limits.streams, a.limits.consumer), (-1, 1000, 5, 0));
+        assert!(a.limits.jetstream_enabled());
+        let b = p.accounts.iter().find(|a| a.name == "b").unwrap();
+        assert!(!b.limits.jetstream_enabled(), "JetStream stays disabled unless asked");
+    }
+}

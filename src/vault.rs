@@ -1,0 +1,199 @@
+//! age: recipients, identities, encryption. The only module that touches the age crate.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::str::FromStr;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("{0:?} is not a valid age recipient: expected an X25519 recipient (age1…) or an ssh-ed25519 public key")]
+    BadRecipient(String),
+    #[error("{path}: {message}")]
+    Identity { path: Utf8PathBuf, message: String },
+    #[error("cannot encrypt: {0}")]
+    Encrypt(String),
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
+}
+
+/// A parsed recipient, kept with the text it came from (the text is what the
+/// manifest records and what recipient sets are compared by).
+pub struct Recipient {
+    pub text: String,
+    inner: Box<dyn age::Recipient + Send + Sync>,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Parse `age1…` (X25519) or `ssh-ed25519 AAAA… [comment]`. The comment of an
+/// ssh key is dropped from the canonical text.
+pub fn parse_recipient(text: &str) -> Result<Recipient, VaultError> {
+    let t = text.trim();
+    if t.starts_with("age1") {
+        let r = age::x25519::Recipient::from_str(t).map_err(|_| VaultError::BadRecipient(text.into()))?;
+        return Ok(Recipient { text: r.to_string(), inner: Box::new(r) });
+    }
+    if t.starts_with("ssh-ed25519 ") {
+        let canonical: Vec<&str> = t.split_whitespace().take(2).collect();
+        let canonical = canonical.join(" ");
+        let r = age::ssh::Recipient::from_str(&canonical).map_err(|_| VaultError::BadRecipient(text.into()))?;
+        return Ok(Recipient { text: canonical, inner: Box::new(r) });
+    }
+    Err(VaultError::BadRecipient(text.into()))
+}
+
+/// Encrypt to every recipient (binary age format). Randomized: equal inputs give
+/// different ciphertexts, which is why reconcile keeps unchanged files as they are.
+pub fn encrypt(plaintext: &[u8], recipients: &[&Recipient]) -> Result<Vec<u8>, VaultError> {
+    let rs = recipients.iter().map(|r| r.inner.as_ref() as &dyn age::Recipient);
+    let enc = age::Encryptor::with_recipients(rs).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    let mut out = Vec::with_capacity(plaintext.len() + 200 * recipients.len() + 64);
+    let mut w = enc.wrap_output(&mut out).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    w.write_all(plaintext).and_then(|_| w.finish()).map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    Ok(out)
+}
+
+/// An identity that can decrypt: the owner's X25519 key, or an ssh-ed25519 private key.
+pub struct Identity {
+    pub path: Utf8PathBuf,
+    inner: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The recipients of this identity (what it can decrypt).
+    pub recipients: Vec<String>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({}, {:?})", self.path, self.recipients)
+    }
+}
+
+impl Identity {
+    /// Read an identity file: age identities (`AGE-SECRET-KEY-1…` lines) or an
+    /// unencrypted OpenSSH ed25519 private key.
+    pub fn load(path: &Utf8Path) -> Result<Identity, VaultError> {
+        let err = |message: String| VaultError::Identity { path: path.to_owned(), message };
+        let data = fs::read(path).map_err(|e| err(format!("cannot read identity: {e}")))?;
+        let text = String::from_utf8_lossy(&data);
+        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+            let id = age::ssh::Identity::from_buffer(&data[..], Some(path.to_string()))
+                .map_err(|e| err(format!("not a usable ssh private key: {e}")))?;
+            let pubkey = ssh_public_of(path)?;
+            return match id {
+                age::ssh::Identity::Unencrypted(_) => {
+                    Ok(Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: pubkey.into_iter().collect() })
+                }
+                _ => Err(err("passphrase-protected or unsupported ssh keys are not supported".into())),
+            };
+        }
+        let mut inner: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+        let mut recipients = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let id = age::x25519::Identity::from_str(line)
+                .map_err(|_| err(format!("line {}: not an age identity (AGE-SECRET-KEY-1…)", n + 1)))?;
+            recipients.push(id.to_public().to_string());
+            inner.push(Box::new(id));
+        }
+        if inner.is_empty() {
+            return Err(err("no identity in file".into()));
+        }
+        Ok(Identity { path: path.to_owned(), inner, recipients })
+    }
+
+    /// Load `path`, or create a new X25519 identity there (mode 0600, never
+    /// overwriting). Returns the identity and whether it was created.
+    pub fn load_or_create(path: &Utf8Path) -> Result<(Identity, bool), VaultError> {
+        if path.exists() {
+            return Ok((Identity::load(path)?, false));
+        }
+        let err = |message: String| VaultError::Identity { path: path.to_owned(), message };
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        let secret = {
+            use age::secrecy::ExposeSecret;
+            id.to_string().expose_secret().to_string()
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| err(format!("cannot create directory: {e}")))?;
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| err(format!("cannot create identity: {e}")))?;
+        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| err(e.to_string()))?;
+        writeln!(f, "# clan-nats owner identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}")
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err(format!("cannot write identity: {e}")))?;
+        Ok((Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: vec![public] }, true))
+    }
+
+    /// Decrypt an age file with this identity.
+    pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let d = age::Decryptor::new_buffered(ciphertext).map_err(|e| VaultError::Decrypt(e.to_string()))?;
+        let mut r = d
+            .decrypt(self.inner.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| VaultError::Decrypt(e.to_string()))?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(|e| VaultError::Decrypt(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// The public key beside an ssh private key (`KEY.pub`), if there is one.
+fn ssh_public_of(path: &Utf8Path) -> Result<Option<String>, VaultError> {
+    let pub_path = Utf8PathBuf::from(format!("{path}.pub"));
+    match fs::read_to_string(&pub_path) {
+        Ok(t) => Ok(Some(parse_recipient(&t)?.text)),
+        Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_to_two_recipients() {
+        let dir = tempfile::tempdir().unwrap();
+        let p1 = Utf8PathBuf::from_path_buf(dir.path().join("a.key")).unwrap();
+        let p2 = Utf8PathBuf::from_path_buf(dir.path().join("b.key")).unwrap();
+        let (a, created) = Identity::load_or_create(&p1).unwrap();
+        assert!(created);
+        assert_eq!(fs::metadata(&p1).unwrap().permissions().mode() & 0o777, 0o600);
+        let (b, _) = Identity::load_or_create(&p2).unwrap();
+        let (a2, created) = Identity::load_or_create(&p1).unwrap();
+        assert!(!created);
+        assert_eq!(a2.recipients, a.recipients);
+        let ra = parse_recipient(&a.recipients[0]).unwrap();
+        let ct = encrypt(b"secret", &[&ra]).unwrap();
+        assert_eq!(a.decrypt(&ct).unwrap(), b"secret");
+        assert!(b.decrypt(&ct).is_err());
+        let rb = parse_recipient(&b.recipients[0]).unwrap();
+        let ct2 = encrypt(b"both", &[&ra, &rb]).unwrap();
+        assert_eq!(b.decrypt(&ct2).unwrap(), b"both");
+        assert_ne!(encrypt(b"both", &[&ra]).unwrap(), encrypt(b"both", &[&ra]).unwrap());
+    }
+
+    #[test]
+    fn recipients() {
+        assert!(parse_recipient("age1notvalid").is_err());
+        assert!(parse_recipient("ssh-rsa AAAA").is_err());
+        assert!(parse_recipient("").is_err());
+        let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFEuixEtABRP1/l/62DXTFQrXD4fw9a6fzS6ELSFJRJE host@example";
+        assert_eq!(parse_recipient(ssh).unwrap().text, ssh.rsplit_once(' ').unwrap().0);
+        let msg = parse_recipient("nope").unwrap_err().to_string();
+        assert!(msg.contains("\"nope\""), "{msg}");
+    }
+}

@@ -1,0 +1,324 @@
+//! `clan-nats verify`: check a written store from the outside, trusting nothing
+//! but the operator JWT. Every problem is collected, each naming its file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use camino::Utf8Path;
+use nkeys::KeyPair;
+
+use crate::generate;
+use crate::jwt::{creds, AccountClaims, OperatorClaims, UserClaims};
+use crate::manifest::{self, Manifest};
+use crate::store::{self, key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
+use crate::vault::Identity;
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub problems: Vec<String>,
+    pub accounts: usize,
+    pub users: usize,
+    pub files: usize,
+    /// Secrets decrypted and checked (only with an identity).
+    pub decrypted: usize,
+}
+
+impl Report {
+    fn bad(&mut self, path: &str, msg: impl std::fmt::Display) {
+        self.problems.push(format!("{path}: {msg}"));
+    }
+}
+
+/// Verify the store in `dir`; with an identity, also decrypt every secret it can read.
+pub fn verify(dir: &Utf8Path, identity: Option<&Identity>) -> Report {
+    let mut r = Report::default();
+    let tree = match store::read_tree(dir) {
+        Ok(t) => t,
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return r;
+        }
+    };
+    if tree.is_empty() {
+        r.bad(dir.as_str(), "no store here (missing or empty)");
+        return r;
+    }
+    verify_tree(&tree, identity, &mut r);
+    r.problems = r.problems.into_iter().map(|p| format!("{dir}/{p}")).collect();
+    r
+}
+
+/// Verify an in-memory tree (paths relative to DIR).
+pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
+    r.files = tree.len();
+    let Some(mbytes) = tree.get(MANIFEST) else {
+        r.bad(MANIFEST, "missing");
+        return;
+    };
+    let m = match Manifest::parse(mbytes) {
+        Ok(m) => m,
+        Err(e) => {
+            r.bad(MANIFEST, format!("not a valid manifest: {e}"));
+            return;
+        }
+    };
+    check_digests(tree, &m, r);
+
+    let layout = Layout::new(&m.operator.name);
+    match tree.get(&layout.nsc_info()) {
+        Some(b) if *b == layout.nsc_info_content().as_bytes() => {}
+        Some(_) => r.bad(&layout.nsc_info(), format!("expected {}", layout.nsc_info_content())),
+        None => r.bad(&layout.nsc_info(), "missing"),
+    }
+    let Some(op) = operator(tree, &m, &layout, r) else { return };
+
+    let mut preload = BTreeMap::new();
+    let mut account_dirs = BTreeSet::new();
+    let acct_prefix = format!("{}/accounts/", layout.store_root());
+    for path in tree.keys() {
+        if let Some(rest) = path.strip_prefix(&acct_prefix) {
+            account_dirs.insert(rest.split('/').next().unwrap_or_default().to_string());
+        }
+    }
+    for name in &account_dirs {
+        if m.account(name).is_none() {
+            r.bad(&layout.account_dir(name), "account directory not in the manifest");
+        }
+    }
+    for a in &m.accounts {
+        r.accounts += 1;
+        let path = layout.account_jwt(&a.name);
+        if a.jwt != path {
+            r.bad(MANIFEST, format!("account {:?}: jwt path {:?}, expected {path:?}", a.name, a.jwt));
+        }
+        let Some(tok) = text(tree, &path, r) else { continue };
+        let ac = match AccountClaims::decode(tok) {
+            Ok(c) => c,
+            Err(e) => {
+                r.bad(&path, e);
+                continue;
+            }
+        };
+        if ac.std.name != a.name {
+            r.bad(&path, format!("name {:?} does not match its directory {:?}", ac.std.name, a.name));
+        }
+        if ac.std.sub != a.public_key {
+            r.bad(&path, format!("subject {} is not the manifest's key {}", ac.std.sub, a.public_key));
+        }
+        if !op.trusts(&ac.std.iss) {
+            r.bad(&path, format!("issuer {} is neither the operator nor one of its signing keys", ac.std.iss));
+        }
+        preload.insert(ac.std.sub.clone(), tok.trim().to_string());
+        users(tree, &layout, a, &ac, identity, r);
+    }
+    if !m.accounts.iter().any(|a| a.public_key == op.nats.system_account && a.system) {
+        r.bad(&layout.operator_jwt(), format!("system_account {} is not the store's system account", op.nats.system_account));
+    }
+    server(tree, &layout, &op, &preload, r);
+    keys(tree, &m, identity, r);
+}
+
+fn text<'t>(tree: &'t Tree, path: &str, r: &mut Report) -> Option<&'t str> {
+    match tree.get(path).map(|b| std::str::from_utf8(b)) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => {
+            r.bad(path, "not UTF-8");
+            None
+        }
+        None => {
+            r.bad(path, "missing");
+            None
+        }
+    }
+}
+
+fn check_digests(tree: &Tree, m: &Manifest, r: &mut Report) {
+    for (path, bytes) in tree {
+        if path == MANIFEST {
+            continue;
+        }
+        match m.files.get(path) {
+            None => r.bad(path, "not listed in the manifest (unexpected file)"),
+            Some(d) if *d != manifest::file_digest(bytes) => {
+                r.bad(path, format!("sha256 mismatch: manifest says {d}, file is {}", manifest::file_digest(bytes)))
+            }
+            Some(_) => {}
+        }
+    }
+    for path in m.files.keys() {
+        if !tree.contains_key(path) {
+            r.bad(path, "listed in the manifest but missing");
+        }
+    }
+    for path in tree.keys().filter(|p| p.ends_with(store::layout::AGE_SUFFIX)) {
+        if !m.secrets.contains_key(path) {
+            r.bad(path, "encrypted file without a secrets entry in the manifest");
+        }
+    }
+}
+
+fn operator(tree: &Tree, m: &Manifest, layout: &Layout, r: &mut Report) -> Option<OperatorClaims> {
+    let path = layout.operator_jwt();
+    if m.operator.jwt != path {
+        r.bad(MANIFEST, format!("operator jwt path {:?}, expected {path:?}", m.operator.jwt));
+    }
+    let tok = text(tree, &path, r)?;
+    let op = match OperatorClaims::decode(tok) {
+        Ok(c) => c,
+        Err(e) => {
+            r.bad(&path, e);
+            return None;
+        }
+    };
+    if op.std.name != m.operator.name {
+        r.bad(&path, format!("name {:?} is not the store's operator {:?}", op.std.name, m.operator.name));
+    }
+    if op.std.sub != m.operator.public_key {
+        r.bad(&path, format!("subject {} is not the manifest's operator key {}", op.std.sub, m.operator.public_key));
+    }
+    if op.std.iss != op.std.sub {
+        r.bad(&path, "operator JWT is not self-signed");
+    }
+    if op.nats.signing_keys != m.operator.signing_keys {
+        r.bad(&path, "signing keys differ from the manifest");
+    }
+    if op.nats.system_account != m.operator.system_account {
+        r.bad(&path, "system_account differs from the manifest");
+    }
+    Some(op)
+}
+
+fn users(
+    tree: &Tree,
+    layout: &Layout,
+    a: &manifest::AccountEntry,
+    ac: &AccountClaims,
+    identity: Option<&Identity>,
+    r: &mut Report,
+) {
+    let prefix = format!("{}/users/", layout.account_dir(&a.name));
+    let listed: BTreeSet<&str> = a.users.iter().map(|u| u.name.as_str()).collect();
+    for path in tree.keys().filter(|p| p.starts_with(&prefix)) {
+        let file = &path[prefix.len()..];
+        let stem = file.strip_suffix(".jwt").or_else(|| file.strip_suffix(".creds.age"));
+        if !stem.is_some_and(|s| listed.contains(s)) {
+            r.bad(path, "not a user of this account in the manifest");
+        }
+    }
+    for u in &a.users {
+        r.users += 1;
+        let path = layout.user_jwt(&a.name, &u.name);
+        let Some(tok) = text(tree, &path, r) else { continue };
+        let uc = match UserClaims::decode(tok) {
+            Ok(c) => c,
+            Err(e) => {
+                r.bad(&path, e);
+                continue;
+            }
+        };
+        if uc.std.name != u.name {
+            r.bad(&path, format!("name {:?} does not match its file name {:?}", uc.std.name, u.name));
+        }
+        if uc.std.sub != u.public_key {
+            r.bad(&path, format!("subject {} is not the manifest's key {}", uc.std.sub, u.public_key));
+        }
+        if !ac.trusts(&uc.std.iss) {
+            r.bad(&path, format!("issuer {} is neither account {:?} nor one of its signing keys", uc.std.iss, a.name));
+        } else if uc.std.iss != ac.std.sub && uc.nats.issuer_account != ac.std.sub {
+            r.bad(&path, format!("signed by a signing key, so issuer_account must be {}", ac.std.sub));
+        } else if !uc.nats.issuer_account.is_empty() && uc.nats.issuer_account != ac.std.sub {
+            r.bad(&path, format!("issuer_account {} is not account {}", uc.nats.issuer_account, ac.std.sub));
+        }
+        if ac.is_revoked(&uc.std.sub, uc.std.iat) {
+            r.bad(&path, format!("user {:?} is revoked by its account", u.name));
+        }
+        let creds_path = layout.user_creds(&a.name, &u.name);
+        if u.creds != creds_path {
+            r.bad(MANIFEST, format!("user {:?}: creds path {:?}, expected {creds_path:?}", u.name, u.creds));
+        }
+        let Some(ct) = tree.get(&creds_path) else {
+            r.bad(&creds_path, "missing");
+            continue;
+        };
+        if let Some(id) = identity {
+            match id.decrypt(ct) {
+                Err(e) => r.bad(&creds_path, format!("cannot decrypt with {}: {e}", id.path)),
+                Ok(plain) => {
+                    r.decrypted += 1;
+                    match creds::parse_checked(&String::from_utf8_lossy(&plain)) {
+                        Err(e) => r.bad(&creds_path, e),
+                        Ok((claims, _)) if claims.std.jti != uc.std.jti || claims.std.sub != uc.std.sub => {
+                            r.bad(&creds_path, format!("embedded JWT is not {path}"))
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn server(tree: &Tree, _layout: &Layout, op: &OperatorClaims, preload: &BTreeMap<String, String>, r: &mut Report) {
+    let Some(json) = tree.get(SERVER_JSON) else {
+        r.bad(SERVER_JSON, "missing");
+        return;
+    };
+    let v: serde_json::Value = match serde_json::from_slice(json) {
+        Ok(v) => v,
+        Err(e) => {
+            r.bad(SERVER_JSON, format!("not JSON: {e}"));
+            return;
+        }
+    };
+    let op_jwt = v.get("operator").and_then(|x| x.as_str()).unwrap_or_default();
+    if OperatorClaims::decode(op_jwt).map(|c| c.std.jti != op.std.jti).unwrap_or(true) {
+        r.bad(SERVER_JSON, "operator is not the store's operator JWT");
+    }
+    if v.get("system_account").and_then(|x| x.as_str()) != Some(op.nats.system_account.as_str()) {
+        r.bad(SERVER_JSON, "system_account is not the operator's system account");
+    }
+    if v.get("resolver").and_then(|x| x.as_str()) != Some("MEMORY") {
+        r.bad(SERVER_JSON, "resolver is not MEMORY");
+    }
+    if generate::preload_of(json).as_ref() != Some(preload) {
+        r.bad(SERVER_JSON, "resolver_preload is not exactly the store's account JWTs");
+    }
+    let conf = tree.get(SERVER_CONF).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    if conf.is_empty() {
+        r.bad(SERVER_CONF, "missing");
+        return;
+    }
+    for jwt in preload.values().chain(std::iter::once(&op_jwt.to_string())) {
+        if !conf.contains(jwt.as_str()) {
+            r.bad(SERVER_CONF, "does not preload every account JWT of the store");
+            break;
+        }
+    }
+}
+
+fn keys(tree: &Tree, m: &Manifest, identity: Option<&Identity>, r: &mut Report) {
+    let listed: BTreeSet<&str> = m.keys.iter().map(|k| k.path.as_str()).collect();
+    for path in tree.keys().filter(|p| p.starts_with("nsc/keys/")) {
+        if !listed.contains(path.as_str()) {
+            r.bad(path, "key file not listed in the manifest's keys");
+        }
+    }
+    for k in &m.keys {
+        if k.path != key_path(&k.public_key) {
+            r.bad(MANIFEST, format!("key {}: path {:?}, expected {:?}", k.public_key, k.path, key_path(&k.public_key)));
+        }
+        let Some(ct) = tree.get(&k.path) else { continue };
+        let Some(id) = identity else { continue };
+        match id.decrypt(ct) {
+            Err(e) => r.bad(&k.path, format!("cannot decrypt with {}: {e}", id.path)),
+            Ok(plain) => {
+                r.decrypted += 1;
+                match KeyPair::from_seed(String::from_utf8_lossy(&plain).trim()) {
+                    Ok(kp) if kp.public_key() == k.public_key => {}
+                    Ok(kp) => r.bad(&k.path, format!("seed belongs to {}, not {}", kp.public_key(), k.public_key)),
+                    Err(e) => r.bad(&k.path, format!("not an nkey seed: {e}")),
+                }
+            }
+        }
+    }
+}
