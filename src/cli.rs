@@ -116,6 +116,15 @@ pub fn generate_cmd(
         .collect::<Result<Vec<_>, _>>()?;
     let plan = plan::plan(&cfg);
     let existing = Existing::from_tree(store::read_tree(dir)?)?;
+    if existing.manifest.is_some() && !identity_path.exists() {
+        // A new identity could never open the existing keystore: do not create one.
+        return Err(GenerateError::NotOwner {
+            path: dir.join(store::MANIFEST).to_string(),
+            identity: identity_path.to_string(),
+            reason: "that identity file does not exist (a new one is only created for a new store)".into(),
+        }
+        .into());
+    }
     let (identity, created) = Identity::load_or_create(identity_path)?;
     let ctx = Context { identity: &identity, admins, now };
     let tree = generate::build(&plan, &ctx, &existing)?;

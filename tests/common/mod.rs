@@ -1,0 +1,164 @@
+//! Shared helpers for the integration tests: the built binary, real tools
+//! (nats-server, age) that must be installed, and a real nats-server on loopback.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use camino::Utf8PathBuf;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_clan-nats");
+
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn example() -> PathBuf {
+    repo("examples/clan-bootstrap.json")
+}
+
+/// The upstream cim-keys file, copied unchanged from ../shared/fixtures (CI checks the copy).
+pub fn upstream() -> PathBuf {
+    repo("tests/fixtures/cim-keys/clan-bootstrap.json")
+}
+
+pub fn insecure(name: &str) -> PathBuf {
+    repo(&format!("tests/fixtures/insecure/{name}"))
+}
+
+pub fn utf8(p: &Path) -> Utf8PathBuf {
+    Utf8PathBuf::from_path_buf(p.to_path_buf()).expect("utf-8 path")
+}
+
+/// A tool the test cannot run without. Missing means the test fails, loudly.
+pub fn require(tool: &str) -> PathBuf {
+    let out = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().expect("sh runs");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && !path.is_empty(),
+        "`{tool}` is not installed: this test needs the real tool. Install it \
+         (`apt-get install -y nats-server age`) or run the README's test command, which does."
+    );
+    PathBuf::from(path)
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("clan-nats runs")
+}
+
+/// `clan-nats generate`, asserting success.
+pub fn generate(config: &Path, dir: &Path, identity: &Path) -> Output {
+    let out = run(&[
+        "generate",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "generate failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A directory tree as path → (bytes, mode), to compare before and after.
+pub fn snapshot(dir: &Path) -> BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (Vec<u8>, u32)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                out.insert(format!("{rel}/"), (Vec::new(), mode));
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, (std::fs::read(&p).unwrap(), mode));
+            }
+        }
+    }
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// Does `text` contain something shaped like an nkey seed (`S[OAU]` + 56 base32)?
+pub fn contains_seed(bytes: &[u8]) -> bool {
+    let b32 = |c: u8| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c);
+    bytes.windows(58).any(|w| w[0] == b'S' && matches!(w[1], b'O' | b'A' | b'U') && w[2..].iter().all(|c| b32(*c)))
+}
+
+/// A real nats-server on 127.0.0.1, stopped when dropped.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl NatsServer {
+    pub fn start(config: &Path, log_dir: &Path) -> NatsServer {
+        let bin = require("nats-server");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = log_dir.join(format!("nats-{port}.log"));
+        let child = Command::new(bin)
+            .args(["-c", config.to_str().unwrap(), "-a", "127.0.0.1", "-p", &port.to_string(), "-l"])
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server starts");
+        let mut server = NatsServer { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let mut err = String::new();
+                server.child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                panic!("nats-server exited with {status}: {err}\n{}", server.log_text());
+            }
+            assert!(Instant::now() < deadline, "nats-server did not listen on {port}: {}", server.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Reload the configuration (SIGHUP) and wait until the server says so.
+    pub fn reload(&self) {
+        let before = self.log_text().matches("Reloaded server configuration").count();
+        let ok = Command::new("kill").args(["-HUP", &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "SIGHUP failed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log_text().matches("Reloaded server configuration").count() == before {
+            assert!(Instant::now() < deadline, "nats-server did not reload: {}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,208 @@
+//! End to end against a real nats-server (Debian's 2.9.10) on 127.0.0.1: every
+//! service of the example connects with its generated creds, its allowed
+//! subjects work, its denied subjects are refused, and foreign creds are refused.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
+use clan_nats::jwt::creds;
+use clan_nats::manifest::{Manifest, UserEntry};
+use clan_nats::vault::Identity;
+use common::*;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+struct Store {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    manifest: Manifest,
+    owner: Identity,
+}
+
+fn store_from(config: &std::path::Path) -> Store {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let key = tmp.path().join("owner.key");
+    generate(config, &dir, &key);
+    let manifest = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let owner = Identity::load(&utf8(&key)).unwrap();
+    Store { _tmp: tmp, dir, manifest, owner }
+}
+
+impl Store {
+    fn creds(&self, user: &UserEntry) -> String {
+        let ct = std::fs::read(self.dir.join(&user.creds)).unwrap();
+        String::from_utf8(self.owner.decrypt(&ct).unwrap()).unwrap()
+    }
+
+    fn user(&self, name: &str) -> &UserEntry {
+        self.manifest.accounts.iter().flat_map(|a| &a.users).find(|u| u.name == name).unwrap()
+    }
+
+    fn services(&self) -> Vec<&UserEntry> {
+        self.manifest.accounts.iter().filter(|a| !a.system).flat_map(|a| &a.users).collect()
+    }
+
+    fn server(&self) -> NatsServer {
+        NatsServer::start(&self.dir.join("server/nats-server.conf"), self.dir.parent().unwrap())
+    }
+}
+
+/// Connect with creds held only in memory; server errors arrive on the channel.
+async fn connect(url: &str, creds: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = ConnectOptions::with_credentials(creds)
+        .expect("creds parse")
+        .max_reconnects(1)
+        .event_callback(move |e| {
+            let tx = tx.clone();
+            async move {
+                if let Event::ServerError(err) = e {
+                    let _ = tx.send(match err {
+                        ServerError::Other(s) => s,
+                        other => other.to_string(),
+                    });
+                }
+            }
+        })
+        .connect(url)
+        .await?;
+    Ok((client, rx))
+}
+
+async fn expect_error(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) {
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = rx.recv().await {
+            if e.to_lowercase().contains(&needle.to_lowercase()) {
+                return e;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no server error containing {needle:?} within 5 s"));
+    assert!(got.to_lowercase().contains(&needle.to_lowercase()), "no error {needle:?}");
+}
+
+/// A concrete subject matched by a permission pattern.
+fn concrete(pattern: &str) -> String {
+    pattern.replace('>', "probe").replace('*', "x")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_connects_and_its_permissions_are_enforced() {
+    let store = store_from(&example());
+    let server = store.server();
+    let services = store.services();
+    assert_eq!(services.len(), 11, "the example has 11 services");
+    for user in services {
+        let creds_text = store.creds(user);
+        let (claims, _) = creds::parse_checked(&creds_text).unwrap();
+        assert_eq!(claims.std.sub, user.public_key);
+        let (client, mut errors) = connect(&server.url(), &creds_text)
+            .await
+            .unwrap_or_else(|e| panic!("{} cannot connect: {e}\n{}", user.name, server.log_text()));
+
+        // Allowed: its first publish subject, which it also subscribes to.
+        let subject = concrete(&user.permissions.publish.allow[0]);
+        let mut sub = client.subscribe(subject.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        client.publish(subject.clone(), format!("hello from {}", user.name).into()).await.unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not receive its own message on {subject}", user.name))
+            .unwrap();
+        assert_eq!(msg.payload.as_ref(), format!("hello from {}", user.name).as_bytes());
+
+        // Denied: a subject outside every allow list, for publish and for subscribe.
+        let denied = format!("denied.{}.x", user.name);
+        client.publish(denied.clone(), "no".into()).await.unwrap();
+        client.flush().await.unwrap();
+        expect_error(&mut errors, &format!("Permissions Violation for Publish to \"{denied}\"")).await;
+        let _s = client.subscribe(denied.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        expect_error(&mut errors, &format!("Permissions Violation for Subscription to \"{denied}\"")).await;
+        drop(client);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_work_through_the_response_permission() {
+    // person-service may publish only to thecowboyai.org.person.>, yet it answers a
+    // request from location-service on the requester's _INBOX: that is `resp`.
+    let store = store_from(&example());
+    let server = store.server();
+    let (responder, _) = connect(&server.url(), &store.creds(store.user("person-service"))).await.unwrap();
+    let (requester, _) = connect(&server.url(), &store.creds(store.user("location-service"))).await.unwrap();
+    let mut sub = responder.subscribe("thecowboyai.org.location.lookup").await.unwrap();
+    responder.flush().await.unwrap();
+    let answer = tokio::spawn(async move {
+        let msg = sub.next().await.unwrap();
+        responder.publish(msg.reply.unwrap(), "at home".into()).await.unwrap();
+        responder.flush().await.unwrap();
+    });
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        requester.request("thecowboyai.org.location.lookup", "where?".into()),
+    )
+    .await
+    .expect("request timed out")
+    .expect("request failed");
+    assert_eq!(reply.payload.as_ref(), b"at home");
+    answer.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creds_of_another_operator_are_refused() {
+    let ours = store_from(&example());
+    let theirs = store_from(&upstream());
+    assert_ne!(ours.manifest.operator.public_key, theirs.manifest.operator.public_key);
+    let server = ours.server();
+    // Same user name, same account name, different operator: refused.
+    let foreign = theirs.creds(theirs.user("person-service"));
+    let err = connect(&server.url(), &foreign).await.err().expect("foreign creds must be refused");
+    assert!(
+        matches!(err.kind(), ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication),
+        "unexpected error kind: {err}"
+    );
+    // While our own creds for the same name are accepted.
+    connect(&server.url(), &ours.creds(ours.user("person-service"))).await.expect("own creds connect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_user_is_an_admin_and_goes_to_no_host() {
+    let store = store_from(&example());
+    let sys_account = store.manifest.accounts.iter().find(|a| a.system).unwrap();
+    assert_eq!(sys_account.name, "SYS");
+    assert_eq!(store.manifest.operator.system_account, sys_account.public_key);
+    let sys = &sys_account.users[0];
+    assert_eq!(sys.name, "sys");
+    assert!(sys.hosts.is_empty());
+    for h in &store.manifest.hosts {
+        assert!(!h.creds.contains(&sys.creds), "host {} must not get the sys creds", h.name);
+    }
+    assert_eq!(store.manifest.secrets[&sys.creds].recipients, ["owner"]);
+
+    let server = store.server();
+    let (client, _) = connect(&server.url(), &store.creds(sys)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), client.request("$SYS.REQ.SERVER.PING", "".into()))
+        .await
+        .expect("timed out")
+        .expect("the system account answers server pings");
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(v["server"]["id"].as_str().is_some_and(|id| id.starts_with('N')), "{v}");
+}
+
+#[test]
+fn nats_server_accepts_the_generated_config() {
+    let store = store_from(&example());
+    let bin = require("nats-server");
+    let out = std::process::Command::new(bin)
+        .args(["-t", "-c", store.dir.join("server/nats-server.conf").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("is valid"), "{text}");
+}
