@@ -172,7 +172,7 @@ fn units(c: &Config, v: &mut Collector) {
     }
     // Derived account names must not collide with explicit ones or the system account.
     let accounts = plan::unit_accounts(us);
-    let mut owners: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
     for (i, u) in us.iter().enumerate() {
         if u.nats_account_name.is_none() && u.parent.is_none() {
             let derived = &accounts[i];
@@ -186,7 +186,11 @@ fn units(c: &Config, v: &mut Collector) {
         let defines = u.nats_account_name.is_some() || u.parent.is_none();
         if defines {
             let key = accounts[i].to_ascii_lowercase();
-            if let Some((j, _)) = owners.get(&key) {
+            if let Some(j) = owners.get(&key) {
+                // Two explicit names are already reported as duplicates above.
+                if u.nats_account_name.is_some() && us[*j].nats_account_name.is_some() {
+                    continue;
+                }
                 v.add(
                     format!("organizational_units[{i}]"),
                     format!(
@@ -195,7 +199,7 @@ fn units(c: &Config, v: &mut Collector) {
                     ),
                 );
             } else {
-                owners.insert(key, (i, true));
+                owners.insert(key, i);
             }
         }
     }
@@ -227,6 +231,11 @@ fn people(c: &Config, v: &mut Collector) {
         v.name(format!("{at}.name"), &p.name);
         if p.role.trim().is_empty() {
             v.add(format!("{at}.role"), "role is empty");
+        } else if p.role != SERVICE_ROLE && p.role.trim().eq_ignore_ascii_case(SERVICE_ROLE) {
+            v.add(
+                format!("{at}.role"),
+                format!("{:?} is not {SERVICE_ROLE:?}: roles are case-sensitive, and only {SERVICE_ROLE:?} gets NATS credentials", p.role),
+            );
         }
         let unit = unit_names.get(p.organizational_unit.as_str());
         if unit.is_none() {
