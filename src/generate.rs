@@ -14,7 +14,7 @@ use nkeys::KeyPair;
 
 use crate::jwt::{creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats};
 use crate::manifest::{self, AccountEntry, HostEntry, KeyEntry, Manifest, OperatorEntry, SecretEntry, UserEntry};
-use crate::plan::{AccountPlan, Plan, UserPlan};
+use crate::plan::{Plan, UserPlan};
 use crate::store::{key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
 use crate::vault::{self, Identity, Recipient, VaultError};
 
@@ -38,19 +38,63 @@ pub struct Context<'a> {
     pub admins: Vec<Recipient>,
     /// Unix seconds for newly issued JWTs and revocations.
     pub now: i64,
+    /// Make a new key for this entity instead of reading the old one back.
+    pub rotate: Option<Rotation>,
+}
+
+/// What `clan-nats rotate` replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The user's key: old creds stop working (the old key is revoked).
+    User(String),
+    /// The account's identity and signing keys: every user of it is re-issued.
+    Account(String),
+    /// The operator's signing key: every account is re-signed.
+    OperatorSigningKey,
+}
+
+impl Rotation {
+    fn matches(&self, role: &str, account: &str, user: &str) -> bool {
+        match self {
+            Rotation::User(n) => role == "user" && user == n,
+            Rotation::Account(n) => (role == "account" || role == "account-signing") && account == n,
+            Rotation::OperatorSigningKey => role == "operator-signing",
+        }
+    }
+
+    /// Check the target exists in the plan.
+    pub fn check(&self, plan: &Plan) -> Result<(), String> {
+        let found = match self {
+            Rotation::User(n) => plan.accounts.iter().any(|a| a.users.iter().any(|u| &u.name == n)),
+            Rotation::Account(n) => plan.accounts.iter().any(|a| &a.name == n),
+            Rotation::OperatorSigningKey => true,
+        };
+        if found {
+            Ok(())
+        } else {
+            let what = if matches!(self, Rotation::User(_)) { "user" } else { "account" };
+            let name = match self {
+                Rotation::User(n) | Rotation::Account(n) => n.as_str(),
+                Rotation::OperatorSigningKey => "",
+            };
+            Err(format!("there is no {what} named {name:?} in the config"))
+        }
+    }
 }
 
 /// The existing store, as read from DIR.
 pub struct Existing {
     pub tree: Tree,
     pub manifest: Option<Manifest>,
+    /// Keys adopted from an nsc keystore (`import-nsc`), by (role, account, user) → seed.
+    pub imported: HashMap<(String, String, String), String>,
 }
 
 impl Existing {
     /// Check that an existing DIR is a clan-nats store before touching it.
     pub fn from_tree(tree: Tree) -> Result<Existing, GenerateError> {
         if tree.is_empty() {
-            return Ok(Existing { tree, manifest: None });
+            return Ok(Existing { tree, manifest: None, imported: HashMap::new() });
         }
         let Some(bytes) = tree.get(MANIFEST) else {
             return Err(GenerateError::Damaged(format!(
@@ -58,7 +102,7 @@ impl Existing {
             )));
         };
         let manifest = Manifest::parse(bytes).map_err(|e| GenerateError::Damaged(format!("{MANIFEST}: {e}")))?;
-        Ok(Existing { tree, manifest: Some(manifest) })
+        Ok(Existing { tree, manifest: Some(manifest), imported: HashMap::new() })
     }
 }
 
@@ -135,7 +179,14 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
     let mut host_creds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (a, (acct_kp, acct_sk)) in plan.accounts.iter().zip(&account_keys) {
         let old_acct = old.and_then(|m| m.account(&a.name));
-        let revocations = b.revocations(a, old_acct)?;
+        let user_keys = a
+            .users
+            .iter()
+            .map(|u| b.key("user", &a.name, &u.name, KeyPair::new_user))
+            .collect::<Result<Vec<_>, _>>()?;
+        let current: HashMap<&str, String> =
+            a.users.iter().zip(&user_keys).map(|(u, k)| (u.name.as_str(), k.public_key())).collect();
+        let revocations = b.revocations(old_acct, &current, &acct_kp.public_key());
         let mut nats = AccountNats {
             limits: a.limits.clone(),
             signing_keys: vec![acct_sk.public_key()],
@@ -152,11 +203,10 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
         preload.insert(acct_kp.public_key(), jwt);
 
         let mut users = Vec::new();
-        for u in &a.users {
-            let user_kp = b.key("user", &a.name, &u.name, KeyPair::new_user)?;
+        for (u, user_kp) in a.users.iter().zip(&user_keys) {
             let old_user = old_acct.and_then(|e| e.users.iter().find(|x| x.name == u.name));
             let jwt = issue(
-                &mut user_claims(u, &user_kp, acct_kp),
+                &mut user_claims(u, user_kp, acct_kp),
                 acct_sk,
                 old_user.and_then(|e| b.old_file(&e.jwt)),
                 ctx.now,
@@ -283,9 +333,15 @@ impl<'a> Builder<'a> {
     /// Either way its seed goes into the new keystore, encrypted to the owners only.
     fn key(&mut self, role: &str, account: &str, user: &str, make: fn() -> KeyPair) -> Result<KeyPair, GenerateError> {
         let old = self.existing.manifest.as_ref().and_then(|m| m.key(role, account, user));
-        let kp = match old {
-            Some(entry) => self.read_key(entry)?,
-            None => make(),
+        let imported = self.existing.imported.get(&(role.to_string(), account.to_string(), user.to_string()));
+        let kp = if self.ctx.rotate.as_ref().is_some_and(|r| r.matches(role, account, user)) {
+            make()
+        } else if let Some(seed) = imported {
+            KeyPair::from_seed(seed).map_err(|e| GenerateError::Damaged(format!("imported seed: {e}")))?
+        } else if let Some(entry) = old {
+            self.read_key(entry)?
+        } else {
+            make()
         };
         let public = kp.public_key();
         let path = key_path(&public);
@@ -344,25 +400,25 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// The account's revocations: the old JWT's, plus every user that was in this
-    /// account before and is gone now (or got a new key), revoked at `now`.
-    fn revocations(&self, a: &AccountPlan, old: Option<&AccountEntry>) -> Result<BTreeMap<String, i64>, GenerateError> {
+    /// The account's revocations: the old JWT's (if it is the same account key),
+    /// plus every user key that was in this account and is not any more (the user
+    /// was removed, moved, or got a new key), revoked at `now`.
+    fn revocations(&self, old: Option<&AccountEntry>, current: &HashMap<&str, String>, account_key: &str) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
-        let Some(old) = old else { return Ok(out) };
-        if let Some(tok) = self.old_file(&old.jwt) {
-            if let Ok(prev) = AccountClaims::decode(tok) {
-                if prev.std.sub == old.public_key {
-                    out = prev.nats.revocations;
-                }
+        let Some(old) = old.filter(|o| o.public_key == account_key) else { return out };
+        if let Some(prev) = self.old_file(&old.jwt).and_then(|t| AccountClaims::decode(t).ok()) {
+            if prev.std.sub == old.public_key {
+                out = prev.nats.revocations;
             }
         }
-        let current: HashMap<&str, ()> = a.users.iter().map(|u| (u.name.as_str(), ())).collect();
         for u in &old.users {
-            if !current.contains_key(u.name.as_str()) {
-                out.entry(u.public_key.clone()).or_insert(self.ctx.now);
+            if current.get(u.name.as_str()) != Some(&u.public_key) {
+                // At or after the old JWT's iat, which a same-second re-issue may have put past `now`.
+                let iat = self.old_file(&u.jwt).and_then(|t| UserClaims::decode(t).ok()).map_or(0, |c| c.std.iat);
+                out.entry(u.public_key.clone()).or_insert(self.ctx.now.max(iat));
             }
         }
-        Ok(out)
+        out
     }
 }
 

@@ -13,3 +13,4 @@ pub mod generate;
 pub mod manifest;
 pub mod verify;
 pub mod cli;
+pub mod nsc;

@@ -162,7 +162,7 @@ async fn creds_of_another_operator_are_refused() {
     let server = ours.server();
     // Same user name, same account name, different operator: refused.
     let foreign = theirs.creds(theirs.user("person-service"));
-    let err = connect(&server.url(), &foreign).await.err().expect("foreign creds must be refused");
+    let Err(err) = connect(&server.url(), &foreign).await else { panic!("foreign creds must be refused") };
     assert!(
         matches!(err.kind(), ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication),
         "unexpected error kind: {err}"

@@ -145,7 +145,7 @@ fn user_jwts_carry_exactly_the_configured_permissions() {
     let m = manifest(&dir);
     for p in cfg["service_people"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
-        let account = format!("{}", p["organizational_unit"].as_str().unwrap().to_lowercase());
+        let account = p["organizational_unit"].as_str().unwrap().to_lowercase();
         let a = m.accounts.iter().find(|a| a.name == account).unwrap();
         let u = a.users.iter().find(|u| u.name == name).unwrap();
         let claims = UserClaims::decode(&std::fs::read_to_string(dir.join(&u.jwt)).unwrap()).unwrap();

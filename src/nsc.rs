@@ -1,0 +1,176 @@
+//! Interop with nsc: `export-nsc` writes a plaintext nsc data dir and keystore
+//! (the one explicit exception to "no plaintext on disk"); `import-nsc` adopts
+//! an existing nsc operator's keys so a running deployment moves over without
+//! re-keying.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use nkeys::KeyPair;
+
+use crate::jwt::{AccountClaims, OperatorClaims, UserClaims};
+use crate::manifest::Manifest;
+use crate::plan::Plan;
+use crate::store::{Layout, Tree, MANIFEST};
+use crate::vault::Identity;
+
+/// nsc's keystore `.gitignore` (cmd/store/keys.go `AddGitIgnore`), byte for byte.
+pub const GITIGNORE: &str = "# ignore all nk files \n**/*.nk\n\n# ignore all creds files\n**/*.creds\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NscError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{path}: cannot decrypt with {identity}: {reason}")]
+    NotOwner { path: String, identity: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: Utf8PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Utf8Path) -> impl FnOnce(std::io::Error) -> NscError + '_ {
+    move |source| NscError::Io { path: path.to_owned(), source }
+}
+
+/// The plaintext nsc tree for a store: `stores/…` (JWTs, `.nsc`) and `keys/…`
+/// (`keys/<P>/<XX>/<PUB>.nk`, `creds/<OP>/<A>/<U>.creds`, `.gitignore`).
+pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> {
+    let m = Manifest::parse(store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?)
+        .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
+    let layout = Layout::new(&m.operator.name);
+    let decrypt = |path: &str| -> Result<Vec<u8>, NscError> {
+        let ct = store.get(path).ok_or_else(|| NscError::Input(format!("{path}: missing")))?;
+        identity.decrypt(ct).map_err(|e| NscError::NotOwner {
+            path: path.to_string(),
+            identity: identity.path.to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let mut out = Tree::new();
+    let root = format!("{}/", layout.store_root());
+    for (path, bytes) in store.range(root.clone()..) {
+        if !path.starts_with(&root) {
+            break;
+        }
+        if !path.ends_with(".age") {
+            out.insert(path.trim_start_matches("nsc/").to_string(), bytes.clone());
+        }
+    }
+    for k in &m.keys {
+        let seed = decrypt(&k.path)?;
+        out.insert(k.path.trim_start_matches("nsc/").trim_end_matches(".age").to_string(), seed);
+    }
+    for a in &m.accounts {
+        for u in &a.users {
+            out.insert(format!("keys/creds/{}/{}/{}.creds", m.operator.name, a.name, u.name), decrypt(&u.creds)?);
+        }
+    }
+    out.insert("keys/.gitignore".into(), GITIGNORE.as_bytes().to_vec());
+    Ok(out)
+}
+
+/// Write a plaintext tree with nsc's modes (directories 0700, files 0600) into
+/// `to`, which must not exist or be empty. Built beside it, then renamed in.
+pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<(), NscError> {
+    if to.exists() && fs::read_dir(to).map_err(io(to))?.next().is_some() {
+        return Err(NscError::Input(format!("{to}: exists and is not empty; refusing to write secrets into it")));
+    }
+    let parent = to.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
+    let tmp = tempfile::Builder::new().prefix(".clan-nats-export-").tempdir_in(parent).map_err(io(parent))?;
+    let base = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).map_err(|_| NscError::Input("temp path is not UTF-8".into()))?;
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).map_err(io(&base))?;
+    for (rel, bytes) in tree {
+        let path = base.join(rel);
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+        }
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io(&path))?;
+        f.write_all(bytes).map_err(io(&path))?;
+    }
+    if to.exists() {
+        fs::remove_dir(to).map_err(io(to))?;
+    }
+    fs::rename(tmp.keep(), to).map_err(io(to))?;
+    Ok(())
+}
+
+/// Read an nsc keystore: every `*.nk` under `keys_dir` (or `keys_dir/keys`) → public key → seed.
+fn read_seeds(keys_dir: &Utf8Path) -> Result<HashMap<String, String>, NscError> {
+    let mut seeds = HashMap::new();
+    let mut stack = vec![keys_dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).map_err(io(&dir))? {
+            let e = e.map_err(io(&dir))?;
+            let path = Utf8PathBuf::from_path_buf(e.path()).map_err(|p| NscError::Input(format!("{}: not UTF-8", p.display())))?;
+            if e.file_type().map_err(io(&path))?.is_dir() {
+                stack.push(path);
+            } else if path.extension() == Some("nk") {
+                let text = fs::read_to_string(&path).map_err(io(&path))?;
+                let kp = KeyPair::from_seed(text.trim()).map_err(|e| NscError::Input(format!("{path}: not an nkey seed: {e}")))?;
+                seeds.insert(kp.public_key(), text.trim().to_string());
+            }
+        }
+    }
+    Ok(seeds)
+}
+
+/// Keys to adopt from an nsc operator for the entities the plan names:
+/// (role, account, user) → seed. Entities the plan does not name are ignored;
+/// entities the nsc store lacks get new keys in `generate`.
+pub fn import_keys(stores: &Utf8Path, keys_dir: &Utf8Path, plan: &Plan) -> Result<HashMap<(String, String, String), String>, NscError> {
+    let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
+    let op_dir = stores.join(&plan.operator);
+    if !op_dir.is_dir() {
+        let found: Vec<String> = fs::read_dir(&stores)
+            .map_err(io(&stores))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect();
+        return Err(NscError::Input(format!(
+            "{stores}: no operator {:?} (found: {}); the config's operator name must match",
+            plan.operator,
+            found.join(", ")
+        )));
+    }
+    let seeds = read_seeds(keys_dir)?;
+    let read = |path: Utf8PathBuf| fs::read_to_string(&path).map_err(io(&path));
+    let op = OperatorClaims::decode(&read(op_dir.join(format!("{}.jwt", plan.operator)))?)
+        .map_err(|e| NscError::Input(format!("{op_dir}: operator JWT: {e}")))?;
+    let mut out = HashMap::new();
+    let mut put = |role: &str, account: &str, user: &str, public: &str, required: bool| -> Result<(), NscError> {
+        match seeds.get(public) {
+            Some(seed) => {
+                out.insert((role.to_string(), account.to_string(), user.to_string()), seed.clone());
+                Ok(())
+            }
+            None if required => Err(NscError::Input(format!("{keys_dir}: no seed for {role} {account}{user} ({public})"))),
+            None => Ok(()),
+        }
+    };
+    put("operator", "", "", &op.std.sub, true)?;
+    if let Some(sk) = op.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
+        put("operator-signing", "", "", sk, true)?;
+    }
+    for a in &plan.accounts {
+        let path = op_dir.join("accounts").join(&a.name).join(format!("{}.jwt", a.name));
+        if !path.exists() {
+            continue;
+        }
+        let ac = AccountClaims::decode(&read(path.clone())?).map_err(|e| NscError::Input(format!("{path}: {e}")))?;
+        put("account", &a.name, "", &ac.std.sub, true)?;
+        if let Some(sk) = ac.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
+            put("account-signing", &a.name, "", sk, true)?;
+        }
+        for u in &a.users {
+            let upath = op_dir.join("accounts").join(&a.name).join("users").join(format!("{}.jwt", u.name));
+            if let Ok(tok) = fs::read_to_string(&upath) {
+                let uc = UserClaims::decode(&tok).map_err(|e| NscError::Input(format!("{upath}: {e}")))?;
+                put("user", &a.name, &u.name, &uc.std.sub, true)?;
+            }
+        }
+    }
+    Ok(out)
+}
