@@ -144,6 +144,22 @@ impl Error {
     }
 }
 
+/// Phase timings on stderr when `CLAN_NATS_TRACE` is set.
+struct Trace(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Trace {
+    fn new() -> Trace {
+        Trace(std::env::var_os("CLAN_NATS_TRACE").map(|_| std::cell::Cell::new(std::time::Instant::now())))
+    }
+
+    fn mark(&self, what: &str) {
+        if let Some(t) = &self.0 {
+            eprintln!("clan-nats: {what}: {:.3} s", t.get().elapsed().as_secs_f64());
+            t.set(std::time::Instant::now());
+        }
+    }
+}
+
 /// The clock: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
 pub fn now() -> i64 {
     if let Some(v) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()) {
@@ -202,6 +218,7 @@ pub fn reconcile(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let (config_path, dir, identity_path) = (&args.config, &args.out, &args.identity);
+    let trace = Trace::new();
     // Everything that can be wrong with the input is checked before anything is written.
     let cfg = config::load(config_path)?;
     let admins = args
@@ -211,10 +228,12 @@ pub fn reconcile(
         .map(|(i, r)| vault::parse_recipient(r).map_err(|e| Error::Usage(format!("--recipient #{}: {e}", i + 1))))
         .collect::<Result<Vec<_>, _>>()?;
     let plan = plan::plan(&cfg);
+    trace.mark("config, validation and plan");
     if let Some(r) = &rotate {
         r.check(&plan).map_err(Error::Usage)?;
     }
     let mut existing = Existing::from_tree(store::read_tree(dir)?)?;
+    trace.mark("read the existing store");
     if existing.manifest.is_some() {
         if imported.is_some() {
             return Err(Error::Usage(format!("{dir} already holds a store; import-nsc only starts a new one")));
@@ -235,7 +254,9 @@ pub fn reconcile(
     let (identity, created) = Identity::load_or_create(identity_path)?;
     let ctx = Context { identity: &identity, admins, now, rotate };
     let tree = generate::build(&plan, &ctx, &existing)?;
+    trace.mark("reconcile, sign and encrypt");
     let report = store::write_tree(dir, &tree, &existing.tree)?;
+    trace.mark("write");
 
     let users: usize = plan.accounts.iter().map(|a| a.users.len()).sum();
     if json {

@@ -11,10 +11,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use nkeys::KeyPair;
+use rayon::prelude::*;
 
 use crate::jwt::{creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats};
 use crate::manifest::{self, AccountEntry, HostEntry, KeyEntry, Manifest, OperatorEntry, SecretEntry, UserEntry};
-use crate::plan::{Plan, UserPlan};
+use crate::plan::{AccountPlan, Plan, UserPlan};
 use crate::store::{key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
 use crate::vault::{self, Identity, Recipient, VaultError};
 
@@ -88,13 +89,15 @@ pub struct Existing {
     pub manifest: Option<Manifest>,
     /// Keys adopted from an nsc keystore (`import-nsc`), by (role, account, user) → seed.
     pub imported: HashMap<(String, String, String), String>,
+    /// The manifest's keys by (role, account, user), an index into `manifest.keys`.
+    key_index: HashMap<(String, String, String), usize>,
 }
 
 impl Existing {
     /// Check that an existing DIR is a clan-nats store before touching it.
     pub fn from_tree(tree: Tree) -> Result<Existing, GenerateError> {
         if tree.is_empty() {
-            return Ok(Existing { tree, manifest: None, imported: HashMap::new() });
+            return Ok(Existing { tree, manifest: None, imported: HashMap::new(), key_index: HashMap::new() });
         }
         let Some(bytes) = tree.get(MANIFEST) else {
             return Err(GenerateError::Damaged(format!(
@@ -102,7 +105,19 @@ impl Existing {
             )));
         };
         let manifest = Manifest::parse(bytes).map_err(|e| GenerateError::Damaged(format!("{MANIFEST}: {e}")))?;
-        Ok(Existing { tree, manifest: Some(manifest), imported: HashMap::new() })
+        let key_index = manifest
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ((k.role.clone(), k.account.clone(), k.user.clone()), i))
+            .collect();
+        Ok(Existing { tree, manifest: Some(manifest), imported: HashMap::new(), key_index })
+    }
+
+    /// The old key of an entity, if the old store has one.
+    fn key(&self, role: &str, account: &str, user: &str) -> Option<&KeyEntry> {
+        let i = self.key_index.get(&(role.to_string(), account.to_string(), user.to_string()))?;
+        self.manifest.as_ref().map(|m| &m.keys[*i])
     }
 }
 
@@ -112,13 +127,42 @@ struct Named<'a> {
     recipient: &'a Recipient,
 }
 
+/// A key whose public half is always known; its seed is made now (`fresh`) or
+/// decrypted from the old keystore only when something must be signed or
+/// re-encrypted. A no-change re-run decrypts nothing.
+struct Key<'a> {
+    entry: KeyEntry,
+    fresh: Option<KeyPair>,
+    old: Option<&'a KeyEntry>,
+}
+
+/// What to do with one JWT.
+enum Issue<N> {
+    Keep(String),
+    Sign(Claims<N>, i64),
+}
+
+/// One file of the new tree with its manifest entries.
+struct Sealed {
+    path: String,
+    bytes: Vec<u8>,
+    entry: SecretEntry,
+}
+
+struct UserOut {
+    jwt_path: String,
+    jwt: String,
+    creds: Sealed,
+    key: Sealed,
+    key_entry: KeyEntry,
+    entry: UserEntry,
+}
+
 struct Builder<'a> {
     ctx: &'a Context<'a>,
     existing: &'a Existing,
-    out: Tree,
-    keys: Vec<KeyEntry>,
-    secrets: BTreeMap<String, SecretEntry>,
     owners: Vec<Named<'a>>,
+    hosts: BTreeMap<&'a str, Recipient>,
 }
 
 /// Build the complete new store.
@@ -129,12 +173,11 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
         Some(r) if !ctx.identity.recipients.contains(&vault::parse_recipient(r)?.text) => Some(vault::parse_recipient(r)?),
         _ => None,
     };
-    let host_recipients: BTreeMap<&str, Recipient> = plan
+    let hosts: BTreeMap<&str, Recipient> = plan
         .hosts
         .iter()
         .map(|h| Ok((h.name.as_str(), vault::parse_recipient(&h.recipient)?)))
         .collect::<Result<_, VaultError>>()?;
-
     let mut owners: Vec<Named> = owner_recipients
         .iter()
         .enumerate()
@@ -146,212 +189,233 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
     for (i, r) in ctx.admins.iter().enumerate() {
         owners.push(Named { name: format!("admin-{}", i + 1), recipient: r });
     }
-
-    let mut b = Builder { ctx, existing, out: Tree::new(), keys: Vec::new(), secrets: BTreeMap::new(), owners };
-    let old = existing.manifest.as_ref();
-    let layout = Layout::new(&plan.operator);
-
-    // Operator: identity key and one signing key.
-    let op_kp = b.key("operator", "", "", KeyPair::new_operator)?;
-    let op_sk = b.key("operator-signing", "", "", KeyPair::new_operator)?;
-
-    // Accounts: keys first (the operator JWT names the system account).
-    let mut account_keys = Vec::new();
-    for a in &plan.accounts {
-        let id = b.key("account", &a.name, "", KeyPair::new_account)?;
-        let sk = b.key("account-signing", &a.name, "", KeyPair::new_account)?;
-        account_keys.push((id, sk));
-    }
-    let sys_index = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
-    let sys_pub = account_keys[sys_index].0.public_key();
-
-    let mut op_claims = OperatorClaims::new(
-        op_kp.public_key(),
-        &plan.operator,
-        OperatorNats { signing_keys: vec![op_sk.public_key()], system_account: sys_pub.clone(), ..Default::default() },
-    );
-    let op_jwt = issue(&mut op_claims, &op_kp, old.and_then(|m| b.old_file(&m.operator.jwt)), ctx.now)?;
-    b.out.insert(layout.nsc_info(), layout.nsc_info_content().into_bytes());
-    b.out.insert(layout.operator_jwt(), op_jwt.clone().into_bytes());
-
-    let mut account_entries = Vec::new();
-    let mut preload = BTreeMap::new();
-    let mut host_creds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (a, (acct_kp, acct_sk)) in plan.accounts.iter().zip(&account_keys) {
-        let old_acct = old.and_then(|m| m.account(&a.name));
-        let user_keys = a
-            .users
-            .iter()
-            .map(|u| b.key("user", &a.name, &u.name, KeyPair::new_user))
-            .collect::<Result<Vec<_>, _>>()?;
-        let current: HashMap<&str, String> =
-            a.users.iter().zip(&user_keys).map(|(u, k)| (u.name.as_str(), k.public_key())).collect();
-        let revocations = b.revocations(old_acct, &current, &acct_kp.public_key());
-        let mut nats = AccountNats {
-            limits: a.limits.clone(),
-            signing_keys: vec![acct_sk.public_key()],
-            revocations,
-            description: a.description.clone(),
-            ..Default::default()
-        };
-        if a.system {
-            nats.exports = AccountClaims::system_exports();
-        }
-        let mut claims = AccountClaims::new(acct_kp.public_key(), &a.name, nats);
-        let jwt = issue(&mut claims, &op_sk, old_acct.and_then(|e| b.old_file(&e.jwt)), ctx.now)?;
-        b.out.insert(layout.account_jwt(&a.name), jwt.clone().into_bytes());
-        preload.insert(acct_kp.public_key(), jwt);
-
-        let mut users = Vec::new();
-        for (u, user_kp) in a.users.iter().zip(&user_keys) {
-            let old_user = old_acct.and_then(|e| e.users.iter().find(|x| x.name == u.name));
-            let jwt = issue(
-                &mut user_claims(u, user_kp, acct_kp),
-                acct_sk,
-                old_user.and_then(|e| b.old_file(&e.jwt)),
-                ctx.now,
-            )?;
-            let jwt_path = layout.user_jwt(&a.name, &u.name);
-            let creds_path = layout.user_creds(&a.name, &u.name);
-            b.out.insert(jwt_path.clone(), jwt.clone().into_bytes());
-            let seed = user_kp.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
-            let plaintext = creds::format_unchecked(&jwt, &seed);
-            let hosts: Vec<Named> = u
-                .hosts
-                .iter()
-                .map(|h| Named { name: format!("host:{h}"), recipient: &host_recipients[h.as_str()] })
-                .collect();
-            b.seal(&creds_path, "creds", plaintext.as_bytes(), &hosts)?;
-            for h in &u.hosts {
-                host_creds.entry(h.as_str()).or_default().push(creds_path.clone());
-            }
-            users.push(UserEntry {
-                name: u.name.clone(),
-                unit: u.unit.clone(),
-                public_key: user_kp.public_key(),
-                permissions: u.permissions.clone(),
-                payload: u.payload,
-                hosts: u.hosts.clone(),
-                jwt: jwt_path,
-                creds: creds_path,
-            });
-        }
-        account_entries.push(AccountEntry {
-            name: a.name.clone(),
-            public_key: acct_kp.public_key(),
-            signing_keys: vec![acct_sk.public_key()],
-            system: a.system,
-            units: a.units.clone(),
-            jetstream: a.limits.jetstream_enabled(),
-            jwt: layout.account_jwt(&a.name),
-            users,
-        });
-    }
-
-    server_files(&mut b.out, &op_jwt, &sys_pub, &preload);
-
-    let hosts = plan
-        .hosts
-        .iter()
-        .map(|h| HostEntry {
-            name: h.name.clone(),
-            recipient: host_recipients[h.name.as_str()].text.clone(),
-            nats_server: h.nats_server,
-            creds: host_creds.remove(h.name.as_str()).unwrap_or_default(),
-        })
-        .collect();
-    let mut recipients: BTreeMap<String, String> =
-        b.owners.iter().map(|n| (n.name.clone(), n.recipient.text.clone())).collect();
-    for (h, r) in &host_recipients {
-        recipients.insert(format!("host:{h}"), r.text.clone());
-    }
-    let mut keys = std::mem::take(&mut b.keys);
-    keys.sort_by(|x, y| (x.role.as_str(), x.account.as_str(), x.user.as_str()).cmp(&(y.role.as_str(), y.account.as_str(), y.user.as_str())));
-    let manifest = Manifest {
-        format: manifest::FORMAT,
-        generator: "clan-nats".into(),
-        operator: OperatorEntry {
-            name: plan.operator.clone(),
-            public_key: op_kp.public_key(),
-            signing_keys: vec![op_sk.public_key()],
-            system_account: sys_pub,
-            jwt: layout.operator_jwt(),
-        },
-        accounts: account_entries,
-        hosts,
-        recipients,
-        keys,
-        secrets: std::mem::take(&mut b.secrets),
-        files: b.out.iter().map(|(k, v)| (k.clone(), manifest::file_digest(v))).collect(),
-    };
-    b.out.insert(MANIFEST.into(), manifest.to_bytes());
-    Ok(b.out)
-}
-
-fn user_claims(u: &UserPlan, user_kp: &KeyPair, account: &KeyPair) -> UserClaims {
-    UserClaims::new(
-        user_kp.public_key(),
-        &u.name,
-        UserNats {
-            permissions: u.permissions.clone(),
-            payload: u.payload,
-            issuer_account: account.public_key(),
-            ..Default::default()
-        },
-    )
-}
-
-/// Keep `old` if re-encoding the claims with its `iat` and issuer gives the same
-/// payload; otherwise sign anew with `iat` = max(now, old iat + 1), because the
-/// `full` resolver ignores a JWT whose `iat` is not newer.
-pub fn issue<N: ClaimKind>(
-    claims: &mut Claims<N>,
-    signer: &KeyPair,
-    old: Option<&str>,
-    now: i64,
-) -> Result<String, GenerateError> {
-    let mut iat = now;
-    if let Some(old) = old {
-        if let Ok((prev, payload)) = Claims::<N>::decode_with_payload(old) {
-            if prev.std.sub == claims.std.sub {
-                if claims.payload_as(&signer.public_key(), prev.std.iat) == payload && prev.std.iss == signer.public_key() {
-                    return Ok(old.trim().to_string());
-                }
-                iat = iat.max(prev.std.iat + 1);
-            }
-        }
-    }
-    Ok(claims.encode(signer, iat)?)
+    let b = Builder { ctx, existing, owners, hosts };
+    b.build(plan)
 }
 
 impl<'a> Builder<'a> {
+    fn build(&self, plan: &Plan) -> Result<Tree, GenerateError> {
+        let old = self.existing.manifest.as_ref();
+        let layout = Layout::new(&plan.operator);
+        let mut out = Tree::new();
+        let mut secrets = BTreeMap::new();
+        let mut keys = Vec::new();
+        let mut seal_key = |k: &Key, out: &mut Tree| -> Result<(), GenerateError> {
+            let s = self.seal_key(k)?;
+            out.insert(s.path.clone(), s.bytes);
+            secrets.insert(s.path, s.entry);
+            keys.push(k.entry.clone());
+            Ok(())
+        };
+
+        // Operator and account keys (the operator JWT names the system account).
+        let op = self.key("operator", "", "", KeyPair::new_operator)?;
+        let op_sk = self.key("operator-signing", "", "", KeyPair::new_operator)?;
+        let account_keys = plan
+            .accounts
+            .iter()
+            .map(|a| Ok((self.key("account", &a.name, "", KeyPair::new_account)?, self.key("account-signing", &a.name, "", KeyPair::new_account)?)))
+            .collect::<Result<Vec<_>, GenerateError>>()?;
+        let sys = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
+        let sys_pub = account_keys[sys].0.entry.public_key.clone();
+
+        let op_claims = OperatorClaims::new(
+            &op.entry.public_key,
+            &plan.operator,
+            OperatorNats { signing_keys: vec![op_sk.entry.public_key.clone()], system_account: sys_pub.clone(), ..Default::default() },
+        );
+        let op_jwt = self.sign(decide(op_claims, &op.entry.public_key, old.and_then(|m| self.old_jwt(&m.operator.jwt)), self.ctx.now), &op)?;
+        out.insert(layout.nsc_info(), layout.nsc_info_content().into_bytes());
+        out.insert(layout.operator_jwt(), op_jwt.clone().into_bytes());
+        seal_key(&op, &mut out)?;
+        seal_key(&op_sk, &mut out)?;
+
+        // Per account: user keys, revocations, the account JWT.
+        let mut preload = BTreeMap::new();
+        let mut user_keys = Vec::new();
+        for (a, (acct, acct_sk)) in plan.accounts.iter().zip(&account_keys) {
+            let old_acct = old.and_then(|m| m.account(&a.name));
+            let uk = a
+                .users
+                .par_iter()
+                .map(|u| self.key("user", &a.name, &u.name, KeyPair::new_user))
+                .collect::<Result<Vec<_>, _>>()?;
+            let current: HashMap<&str, &str> =
+                a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
+            let claims = account_claims(a, acct, acct_sk, self.revocations(old_acct, &current, &acct.entry.public_key));
+            let jwt = self.sign(
+                decide(claims, &op_sk.entry.public_key, old_acct.and_then(|e| self.old_jwt(&e.jwt)), self.ctx.now),
+                &op_sk,
+            )?;
+            out.insert(layout.account_jwt(&a.name), jwt.clone().into_bytes());
+            preload.insert(acct.entry.public_key.clone(), jwt);
+            seal_key(acct, &mut out)?;
+            seal_key(acct_sk, &mut out)?;
+            user_keys.push(uk);
+        }
+
+        // Users, in parallel: decide, load the signing keys that are needed, sign and seal.
+        let mut account_entries = Vec::new();
+        let mut host_creds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for ((a, (acct, acct_sk)), uk) in plan.accounts.iter().zip(&account_keys).zip(user_keys) {
+            let old_acct = old.and_then(|m| m.account(&a.name));
+            let old_users: HashMap<&str, &UserEntry> =
+                old_acct.map(|e| e.users.iter().map(|u| (u.name.as_str(), u)).collect()).unwrap_or_default();
+            let decisions: Vec<Issue<UserNats>> = a
+                .users
+                .par_iter()
+                .zip(&uk)
+                .map(|(u, k)| {
+                    let old_jwt = old_users.get(u.name.as_str()).and_then(|e| self.old_jwt(&e.jwt));
+                    decide(user_claims(u, &k.entry.public_key, &acct.entry.public_key), &acct_sk.entry.public_key, old_jwt, self.ctx.now)
+                })
+                .collect();
+            let signer = if decisions.iter().any(|d| matches!(d, Issue::Sign(..))) { Some(self.pair(acct_sk)?) } else { None };
+            let users: Vec<UserOut> = a
+                .users
+                .par_iter()
+                .zip(&uk)
+                .zip(decisions)
+                .map(|((u, k), d)| self.user(&layout, a, u, k, d, signer.as_ref()))
+                .collect::<Result<_, _>>()?;
+            let mut entries = Vec::new();
+            for u in users {
+                out.insert(u.jwt_path, u.jwt.into_bytes());
+                out.insert(u.creds.path.clone(), u.creds.bytes);
+                secrets.insert(u.creds.path, u.creds.entry);
+                out.insert(u.key.path.clone(), u.key.bytes);
+                secrets.insert(u.key.path, u.key.entry);
+                keys.push(u.key_entry);
+                for h in &u.entry.hosts {
+                    host_creds.entry(self.hosts.get_key_value(h.as_str()).expect("validated host").0).or_default().push(u.entry.creds.clone());
+                }
+                entries.push(u.entry);
+            }
+            account_entries.push(AccountEntry {
+                name: a.name.clone(),
+                public_key: acct.entry.public_key.clone(),
+                signing_keys: vec![acct_sk.entry.public_key.clone()],
+                system: a.system,
+                units: a.units.clone(),
+                jetstream: a.limits.jetstream_enabled(),
+                jwt: layout.account_jwt(&a.name),
+                users: entries,
+            });
+        }
+
+        server_files(&mut out, &op_jwt, &sys_pub, &preload);
+        let hosts = plan
+            .hosts
+            .iter()
+            .map(|h| HostEntry {
+                name: h.name.clone(),
+                recipient: self.hosts[h.name.as_str()].text.clone(),
+                nats_server: h.nats_server,
+                creds: host_creds.remove(h.name.as_str()).unwrap_or_default(),
+            })
+            .collect();
+        let mut recipients: BTreeMap<String, String> =
+            self.owners.iter().map(|n| (n.name.clone(), n.recipient.text.clone())).collect();
+        for (h, r) in &self.hosts {
+            recipients.insert(format!("host:{h}"), r.text.clone());
+        }
+        keys.sort_by(|x, y| (&x.role, &x.account, &x.user).cmp(&(&y.role, &y.account, &y.user)));
+        let manifest = Manifest {
+            format: manifest::FORMAT,
+            generator: "clan-nats".into(),
+            operator: OperatorEntry {
+                name: plan.operator.clone(),
+                public_key: op.entry.public_key.clone(),
+                signing_keys: vec![op_sk.entry.public_key.clone()],
+                system_account: sys_pub,
+                jwt: layout.operator_jwt(),
+            },
+            accounts: account_entries,
+            hosts,
+            recipients,
+            keys,
+            secrets,
+            files: out.par_iter().map(|(k, v)| (k.clone(), manifest::file_digest(v))).collect(),
+        };
+        out.insert(MANIFEST.into(), manifest.to_bytes());
+        Ok(out)
+    }
+
+    fn user(&self, layout: &Layout, a: &AccountPlan, u: &UserPlan, k: &Key, d: Issue<UserNats>, signer: Option<&KeyPair>) -> Result<UserOut, GenerateError> {
+        let kept = matches!(d, Issue::Keep(_));
+        let jwt = match d {
+            Issue::Keep(t) => t,
+            Issue::Sign(mut c, iat) => c.encode(signer.expect("loaded when anything is signed"), iat)?,
+        };
+        let creds_path = layout.user_creds(&a.name, &u.name);
+        let hosts: Vec<Named> =
+            u.hosts.iter().map(|h| Named { name: format!("host:{h}"), recipient: &self.hosts[h.as_str()] }).collect();
+        // An unchanged JWT of an unchanged key means unchanged creds: only the recipients can differ.
+        let creds = match self.keep(&creds_path, &hosts).filter(|_| kept && k.fresh.is_none()) {
+            Some(s) => s,
+            None => {
+                let seed = self.pair(k)?.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
+                self.seal(&creds_path, "creds", creds::format_unchecked(&jwt, &seed).as_bytes(), &hosts)?
+            }
+        };
+        Ok(UserOut {
+            jwt_path: layout.user_jwt(&a.name, &u.name),
+            jwt,
+            creds,
+            key: self.seal_key(k)?,
+            key_entry: k.entry.clone(),
+            entry: UserEntry {
+                name: u.name.clone(),
+                unit: u.unit.clone(),
+                public_key: k.entry.public_key.clone(),
+                permissions: u.permissions.clone(),
+                payload: u.payload,
+                hosts: u.hosts.clone(),
+                jwt: layout.user_jwt(&a.name, &u.name),
+                creds: creds_path,
+            },
+        })
+    }
+
     fn old_file(&self, path: &str) -> Option<&'a str> {
         self.existing.tree.get(path).and_then(|b| std::str::from_utf8(b).ok())
     }
 
-    /// The key of an entity: read back from the existing keystore, else made anew.
-    /// Either way its seed goes into the new keystore, encrypted to the owners only.
-    fn key(&mut self, role: &str, account: &str, user: &str, make: fn() -> KeyPair) -> Result<KeyPair, GenerateError> {
-        let old = self.existing.manifest.as_ref().and_then(|m| m.key(role, account, user));
-        let imported = self.existing.imported.get(&(role.to_string(), account.to_string(), user.to_string()));
-        let kp = if self.ctx.rotate.as_ref().is_some_and(|r| r.matches(role, account, user)) {
-            make()
-        } else if let Some(seed) = imported {
-            KeyPair::from_seed(seed).map_err(|e| GenerateError::Damaged(format!("imported seed: {e}")))?
-        } else if let Some(entry) = old {
-            self.read_key(entry)?
-        } else {
-            make()
-        };
-        let public = kp.public_key();
-        let path = key_path(&public);
-        let seed = kp.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
-        self.seal(&path, "seed", seed.as_bytes(), &[])?;
-        self.keys.push(KeyEntry { public_key: public, role: role.into(), account: account.into(), user: user.into(), path });
-        Ok(kp)
+    /// An old JWT we wrote ourselves: its sha256 matches the old manifest, so its
+    /// signature need not be checked again. A changed file is not trusted: the
+    /// entity is simply re-issued.
+    fn old_jwt(&self, path: &str) -> Option<&'a str> {
+        let digest = self.existing.manifest.as_ref()?.files.get(path)?;
+        let bytes = self.existing.tree.get(path)?;
+        (*digest == manifest::file_digest(bytes)).then(|| std::str::from_utf8(bytes).ok()).flatten()
     }
 
-    fn read_key(&self, entry: &KeyEntry) -> Result<KeyPair, GenerateError> {
+    /// The key of an entity: the old one (seed left encrypted for now), an imported
+    /// one, or a new one (also when this entity is being rotated).
+    fn key(&self, role: &str, account: &str, user: &str, make: fn() -> KeyPair) -> Result<Key<'a>, GenerateError> {
+        let old = self.existing.key(role, account, user);
+        let imported = self.existing.imported.get(&(role.to_string(), account.to_string(), user.to_string()));
+        let (fresh, old) = if self.ctx.rotate.as_ref().is_some_and(|r| r.matches(role, account, user)) {
+            (Some(make()), None)
+        } else if let Some(seed) = imported {
+            (Some(KeyPair::from_seed(seed).map_err(|e| GenerateError::Damaged(format!("imported seed: {e}")))?), None)
+        } else if let Some(entry) = old {
+            (None, Some(entry))
+        } else {
+            (Some(make()), None)
+        };
+        let public_key = fresh.as_ref().map_or_else(|| old.expect("one of them").public_key.clone(), KeyPair::public_key);
+        let path = key_path(&public_key);
+        Ok(Key { entry: KeyEntry { public_key, role: role.into(), account: account.into(), user: user.into(), path }, fresh, old })
+    }
+
+    /// The key pair itself: the fresh one, or decrypted from the old keystore.
+    fn pair(&self, k: &Key) -> Result<KeyPair, GenerateError> {
+        if let Some(kp) = &k.fresh {
+            let seed = kp.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
+            return KeyPair::from_seed(&seed).map_err(|e| GenerateError::Damaged(e.to_string()));
+        }
+        let entry = k.old.expect("a key is fresh or old");
         let bytes = self
             .existing
             .tree
@@ -371,39 +435,65 @@ impl<'a> Builder<'a> {
         Ok(kp)
     }
 
-    /// Encrypt `plaintext` to the owners plus `extra`, keeping the existing
-    /// ciphertext when neither the plaintext nor the recipient set changed.
-    fn seal(&mut self, path: &str, kind: &str, plaintext: &[u8], extra: &[Named]) -> Result<(), GenerateError> {
+    fn sign<N: ClaimKind>(&self, d: Issue<N>, signer: &Key) -> Result<String, GenerateError> {
+        match d {
+            Issue::Keep(t) => Ok(t),
+            Issue::Sign(mut c, iat) => Ok(c.encode(&self.pair(signer)?, iat)?),
+        }
+    }
+
+    /// A key's seed file, encrypted to the owners only; an old key keeps its
+    /// ciphertext while the owner recipients are unchanged.
+    fn seal_key(&self, k: &Key) -> Result<Sealed, GenerateError> {
+        if k.fresh.is_none() {
+            if let Some(s) = self.keep(&k.entry.path, &[]) {
+                return Ok(s);
+            }
+        }
+        let seed = self.pair(k)?.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
+        self.seal(&k.entry.path, "seed", seed.as_bytes(), &[])
+    }
+
+    fn recipients<'n>(&'n self, extra: &'n [Named<'n>]) -> (Vec<&'n Named<'n>>, String) {
         let all: Vec<&Named> = self.owners.iter().chain(extra.iter()).collect();
         let texts: Vec<&str> = all.iter().map(|n| n.recipient.text.as_str()).collect();
-        let recipients_sha256 = manifest::recipients_digest(&texts);
+        let digest = manifest::recipients_digest(&texts);
+        (all, digest)
+    }
+
+    /// The existing ciphertext of `path`, if its recipient set is unchanged.
+    fn keep(&self, path: &str, extra: &[Named]) -> Option<Sealed> {
+        let (_, digest) = self.recipients(extra);
+        let entry = self.existing.manifest.as_ref()?.secrets.get(path)?;
+        let bytes = self.existing.tree.get(path)?;
+        (entry.recipients_sha256 == digest).then(|| Sealed { path: path.to_string(), bytes: bytes.clone(), entry: entry.clone() })
+    }
+
+    /// Encrypt `plaintext` to the owners plus `extra`, keeping the existing
+    /// ciphertext when neither the plaintext nor the recipient set changed.
+    fn seal(&self, path: &str, kind: &str, plaintext: &[u8], extra: &[Named]) -> Result<Sealed, GenerateError> {
+        let (all, recipients_sha256) = self.recipients(extra);
         let plaintext_sha256 = manifest::sha256_hex(plaintext);
-        let kept = self.existing.manifest.as_ref().and_then(|m| m.secrets.get(path)).filter(|s| {
-            s.recipients_sha256 == recipients_sha256 && s.plaintext_sha256 == plaintext_sha256
-        });
-        let bytes = match (kept, self.existing.tree.get(path)) {
-            (Some(_), Some(old)) => old.clone(),
-            _ => {
-                let mut seen = BTreeSet::new();
-                let rs: Vec<&Recipient> = all.iter().filter(|n| seen.insert(n.recipient.text.as_str())).map(|n| n.recipient).collect();
-                vault::encrypt(plaintext, &rs)?
-            }
-        };
+        if let Some(s) = self.keep(path, extra).filter(|s| s.entry.plaintext_sha256 == plaintext_sha256) {
+            return Ok(s);
+        }
+        let mut seen = BTreeSet::new();
+        let rs: Vec<&Recipient> = all.iter().filter(|n| seen.insert(n.recipient.text.as_str())).map(|n| n.recipient).collect();
+        let bytes = vault::encrypt(plaintext, &rs)?;
         let mut names: Vec<String> = all.iter().map(|n| n.name.clone()).collect();
         names.sort();
         names.dedup();
-        self.out.insert(path.to_string(), bytes);
-        self.secrets.insert(
-            path.to_string(),
-            SecretEntry { kind: kind.into(), recipients: names, recipients_sha256, plaintext_sha256 },
-        );
-        Ok(())
+        Ok(Sealed {
+            path: path.to_string(),
+            bytes,
+            entry: SecretEntry { kind: kind.into(), recipients: names, recipients_sha256, plaintext_sha256 },
+        })
     }
 
     /// The account's revocations: the old JWT's (if it is the same account key),
     /// plus every user key that was in this account and is not any more (the user
-    /// was removed, moved, or got a new key), revoked at `now`.
-    fn revocations(&self, old: Option<&AccountEntry>, current: &HashMap<&str, String>, account_key: &str) -> BTreeMap<String, i64> {
+    /// was removed, moved, or got a new key), revoked at max(now, its last iat).
+    fn revocations(&self, old: Option<&AccountEntry>, current: &HashMap<&str, &str>, account_key: &str) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
         let Some(old) = old.filter(|o| o.public_key == account_key) else { return out };
         if let Some(prev) = self.old_file(&old.jwt).and_then(|t| AccountClaims::decode(t).ok()) {
@@ -412,14 +502,52 @@ impl<'a> Builder<'a> {
             }
         }
         for u in &old.users {
-            if current.get(u.name.as_str()) != Some(&u.public_key) {
-                // At or after the old JWT's iat, which a same-second re-issue may have put past `now`.
+            if current.get(u.name.as_str()) != Some(&u.public_key.as_str()) {
                 let iat = self.old_file(&u.jwt).and_then(|t| UserClaims::decode(t).ok()).map_or(0, |c| c.std.iat);
                 out.entry(u.public_key.clone()).or_insert(self.ctx.now.max(iat));
             }
         }
         out
     }
+}
+
+fn account_claims(a: &AccountPlan, acct: &Key, sk: &Key, revocations: BTreeMap<String, i64>) -> AccountClaims {
+    let mut nats = AccountNats {
+        limits: a.limits.clone(),
+        signing_keys: vec![sk.entry.public_key.clone()],
+        revocations,
+        description: a.description.clone(),
+        ..Default::default()
+    };
+    if a.system {
+        nats.exports = AccountClaims::system_exports();
+    }
+    AccountClaims::new(&acct.entry.public_key, &a.name, nats)
+}
+
+fn user_claims(u: &UserPlan, user_key: &str, account_key: &str) -> UserClaims {
+    UserClaims::new(
+        user_key,
+        &u.name,
+        UserNats { permissions: u.permissions.clone(), payload: u.payload, issuer_account: account_key.to_string(), ..Default::default() },
+    )
+}
+
+/// Keep `old` if re-encoding the claims with its `iat` and by `signer` gives the
+/// same payload; otherwise sign anew with `iat` = max(now, old iat + 1), because
+/// the `full` resolver ignores a JWT whose `iat` is not newer. `old` must be a
+/// token whose integrity was checked (see `Builder::old_jwt`).
+fn decide<N: ClaimKind>(claims: Claims<N>, signer: &str, old: Option<&str>, now: i64) -> Issue<N> {
+    let mut iat = now;
+    if let Some((prev, payload)) = old.and_then(crate::jwt::peek) {
+        if prev.sub == claims.std.sub {
+            if prev.iss == signer && claims.payload_as(signer, prev.iat) == payload {
+                return Issue::Keep(old.expect("peeked").trim().to_string());
+            }
+            iat = iat.max(prev.iat + 1);
+        }
+    }
+    Issue::Sign(claims, iat)
 }
 
 /// `server/nats-server.conf` and `server/server.json`: operator mode with the

@@ -53,11 +53,21 @@ pub fn read_tree(dir: &Utf8Path) -> Result<Tree, StoreError> {
         Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.to_owned())),
         Ok(_) => {}
     }
-    walk(dir, "", &mut tree)?;
+    let mut files = Vec::new();
+    walk(dir, "", &mut files)?;
+    use rayon::prelude::*;
+    let read: Vec<(String, Vec<u8>)> = files
+        .into_par_iter()
+        .map(|rel| {
+            let path = dir.join(&rel);
+            fs::read(&path).map(|b| (rel, b)).map_err(io_err(&path))
+        })
+        .collect::<Result<_, _>>()?;
+    tree.extend(read);
     Ok(tree)
 }
 
-fn walk(root: &Utf8Path, rel: &str, tree: &mut Tree) -> Result<(), StoreError> {
+fn walk(root: &Utf8Path, rel: &str, files: &mut Vec<String>) -> Result<(), StoreError> {
     let here = if rel.is_empty() { root.to_owned() } else { root.join(rel) };
     for entry in fs::read_dir(&here).map_err(io_err(&here))? {
         let entry = entry.map_err(io_err(&here))?;
@@ -70,9 +80,9 @@ fn walk(root: &Utf8Path, rel: &str, tree: &mut Tree) -> Result<(), StoreError> {
         if ft.is_symlink() {
             return Err(StoreError::Symlink(path));
         } else if ft.is_dir() {
-            walk(root, &child, tree)?;
+            walk(root, &child, files)?;
         } else {
-            tree.insert(child, fs::read(&path).map_err(io_err(&path))?);
+            files.push(child);
         }
     }
     Ok(())
@@ -127,17 +137,36 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
     set_mode(&tmp_path, DIR_MODE)?;
 
     let mut report = WriteReport { swapped: true, ..Default::default() };
-    for (rel, bytes) in new {
-        let target = tmp_path.join(rel);
-        if let Some(p) = target.parent() {
-            make_dirs(&tmp_path, p)?;
+    // Directories first (sequentially, each once), then the files in parallel.
+    let mut dirs = std::collections::BTreeSet::new();
+    for rel in new.keys() {
+        let mut p = Utf8Path::new(rel.as_str());
+        while let Some(parent) = p.parent().filter(|p| !p.as_str().is_empty()) {
+            if !dirs.insert(parent.to_owned()) {
+                break;
+            }
+            p = parent;
         }
-        if old.get(rel) == Some(bytes) && fs::hard_link(dir.join(rel), &target).is_ok() {
-            continue;
-        }
-        write_file(&target, bytes)?;
-        report.written.push(rel.clone());
     }
+    for d in &dirs {
+        let path = tmp_path.join(d);
+        fs::DirBuilder::new().mode(DIR_MODE).create(&path).map_err(io_err(&path))?;
+        set_mode(&path, DIR_MODE)?;
+    }
+    let chmod = needs_chmod();
+    use rayon::prelude::*;
+    let written: Vec<Option<String>> = new
+        .par_iter()
+        .map(|(rel, bytes)| {
+            let target = tmp_path.join(rel);
+            if old.get(rel) == Some(bytes) && fs::hard_link(dir.join(rel), &target).is_ok() {
+                return Ok(None);
+            }
+            write_file(&target, bytes, chmod)?;
+            Ok(Some(rel.clone()))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    report.written = written.into_iter().flatten().collect();
     report.removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
     sync_filesystem(&tmp_path)?;
 
@@ -159,23 +188,24 @@ fn set_mode(path: &Utf8Path, mode: u32) -> Result<(), StoreError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
 }
 
-fn make_dirs(root: &Utf8Path, dir: &Utf8Path) -> Result<(), StoreError> {
-    if dir.exists() {
-        return Ok(());
-    }
-    if let Some(p) = dir.parent() {
-        if p != root {
-            make_dirs(root, p)?;
-        }
-    }
-    fs::DirBuilder::new().mode(DIR_MODE).create(dir).map_err(io_err(dir))?;
-    set_mode(dir, DIR_MODE)
+/// Whether the process umask removes bits of [`FILE_MODE`], so that files need an explicit chmod.
+fn needs_chmod() -> bool {
+    // SAFETY: umask only swaps the process mask; it is restored at once.
+    let mask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    (mask as u32) & FILE_MODE != 0
 }
 
-fn write_file(path: &Utf8Path, bytes: &[u8]) -> Result<(), StoreError> {
+fn write_file(path: &Utf8Path, bytes: &[u8], chmod: bool) -> Result<(), StoreError> {
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path).map_err(io_err(path))?;
     f.write_all(bytes).map_err(io_err(path))?;
-    f.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(path))
+    if chmod {
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 fn cstr(p: &Path) -> CString {
