@@ -168,11 +168,21 @@ fn main() {
 
     let floor = crypto_floor(accounts, users, &host_recipients);
     let full_t = median(full_runs);
-    println!("clan-nats generate benchmark: {accounts} accounts x {users} users = {} users, each on 2 of {hosts} hosts", accounts * users);
+    println!(
+        "clan-nats generate benchmark: {accounts} accounts x {users} users = {} users, each on 2 of {hosts} hosts",
+        accounts * users
+    );
     println!("  machine: {} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), cpu_model());
-    println!("  full generation:      {:>8.3} s  (median of {repeats}), peak RSS {:.1} MB", full_t.as_secs_f64(), rss as f64 / 1024.0);
+    println!(
+        "  full generation:      {:>8.3} s  (median of {repeats}), peak RSS {:.1} MB",
+        full_t.as_secs_f64(),
+        rss as f64 / 1024.0
+    );
     println!("  re-run, no change:    {:>8.3} s  (0 files written)", median(noop_runs).as_secs_f64());
-    println!("  re-run, one user:     {:>8.3} s  (1 JWT + its creds + manifest written)", median(one_runs).as_secs_f64());
+    println!(
+        "  re-run, one user:     {:>8.3} s  (1 JWT + its creds + manifest written)",
+        median(one_runs).as_secs_f64()
+    );
     println!("  crypto floor:         {:>8.3} s  (signatures + age encryptions only)", floor.as_secs_f64());
     println!("  full / floor:         {:>8.2}x", full_t.as_secs_f64() / floor.as_secs_f64());
 }
@@ -180,6 +190,10 @@ fn main() {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -9,14 +9,18 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, ConfigError};
 use crate::generate::{self, Context, Existing, GenerateError, Rotation};
+use crate::nsc::{self, NscError};
 use crate::plan;
 use crate::store::{self, tree::StoreError};
 use crate::vault::{self, Identity, VaultError};
-use crate::nsc::{self, NscError};
 use crate::verify;
 
 #[derive(Debug, Parser)]
-#[command(name = "clan-nats", version, about = "Declarative NATS decentralized auth: an age-encrypted, nsc-compatible store from an organization config")]
+#[command(
+    name = "clan-nats",
+    version,
+    about = "Declarative NATS decentralized auth: an age-encrypted, nsc-compatible store from an organization config"
+)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -194,7 +198,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             if json {
                 writeln!(out, "{}", serde_json::json!({"to": to, "files": tree.len()}))?;
             } else {
-                writeln!(out, "{to}: {} file(s) in nsc layout (plaintext secrets: keep it private, delete it after use)", tree.len())?;
+                writeln!(
+                    out,
+                    "{to}: {} file(s) in nsc layout (plaintext secrets: keep it private, delete it after use)",
+                    tree.len()
+                )?;
                 writeln!(out, "use: nsc --data-dir {to}/stores --keystore-dir {to}/keys describe operator")?;
             }
             Ok(())
@@ -274,14 +282,24 @@ pub fn reconcile(
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
         if created {
-            writeln!(out, "created owner identity {identity_path} (mode 0600); owner recipient: {}", identity.recipients[0])?;
+            writeln!(
+                out,
+                "created owner identity {identity_path} (mode 0600); owner recipient: {}",
+                identity.recipients[0]
+            )?;
         }
         let what = if report.swapped {
             format!("{} file(s) written, {} removed", report.written.len(), report.removed.len())
         } else {
             "unchanged".to_string()
         };
-        writeln!(out, "{dir}: operator {}, {} account(s), {} user(s); {what}", plan.operator, plan.accounts.len(), users)?;
+        writeln!(
+            out,
+            "{dir}: operator {}, {} account(s), {} user(s); {what}",
+            plan.operator,
+            plan.accounts.len(),
+            users
+        )?;
     }
     Ok(())
 }
@@ -305,8 +323,16 @@ pub fn verify_cmd(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: 
         return Err(Error::Verify(report.problems));
     }
     if !json {
-        let dec = if id.is_some() { format!(", {} secret(s) decrypted and checked", report.decrypted) } else { String::new() };
-        writeln!(out, "{dir}: ok: {} account(s), {} user(s), {} file(s){dec}", report.accounts, report.users, report.files)?;
+        let dec = if id.is_some() {
+            format!(", {} secret(s) decrypted and checked", report.decrypted)
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "{dir}: ok: {} account(s), {} user(s), {} file(s){dec}",
+            report.accounts, report.users, report.files
+        )?;
     }
     Ok(())
 }

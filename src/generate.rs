@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nkeys::KeyPair;
 use rayon::prelude::*;
 
-use crate::jwt::{creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats};
+use crate::jwt::{
+    creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats,
+};
 use crate::manifest::{self, AccountEntry, HostEntry, KeyEntry, Manifest, OperatorEntry, SecretEntry, UserEntry};
 use crate::plan::{AccountPlan, Plan, UserPlan};
 use crate::store::{key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
@@ -170,7 +172,9 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
     let owner_recipients: Vec<Recipient> =
         ctx.identity.recipients.iter().map(|r| vault::parse_recipient(r)).collect::<Result<_, _>>()?;
     let config_owner = match &plan.owner_recipient {
-        Some(r) if !ctx.identity.recipients.contains(&vault::parse_recipient(r)?.text) => Some(vault::parse_recipient(r)?),
+        Some(r) if !ctx.identity.recipients.contains(&vault::parse_recipient(r)?.text) => {
+            Some(vault::parse_recipient(r)?)
+        }
         _ => None,
     };
     let hosts: BTreeMap<&str, Recipient> = plan
@@ -214,7 +218,12 @@ impl<'a> Builder<'a> {
         let account_keys = plan
             .accounts
             .iter()
-            .map(|a| Ok((self.key("account", &a.name, "", KeyPair::new_account)?, self.key("account-signing", &a.name, "", KeyPair::new_account)?)))
+            .map(|a| {
+                Ok((
+                    self.key("account", &a.name, "", KeyPair::new_account)?,
+                    self.key("account-signing", &a.name, "", KeyPair::new_account)?,
+                ))
+            })
             .collect::<Result<Vec<_>, GenerateError>>()?;
         let sys = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
         let sys_pub = account_keys[sys].0.entry.public_key.clone();
@@ -222,9 +231,16 @@ impl<'a> Builder<'a> {
         let op_claims = OperatorClaims::new(
             &op.entry.public_key,
             &plan.operator,
-            OperatorNats { signing_keys: vec![op_sk.entry.public_key.clone()], system_account: sys_pub.clone(), ..Default::default() },
+            OperatorNats {
+                signing_keys: vec![op_sk.entry.public_key.clone()],
+                system_account: sys_pub.clone(),
+                ..Default::default()
+            },
         );
-        let op_jwt = self.sign(decide(op_claims, &op.entry.public_key, old.and_then(|m| self.old_jwt(&m.operator.jwt)), self.ctx.now), &op)?;
+        let op_jwt = self.sign(
+            decide(op_claims, &op.entry.public_key, old.and_then(|m| self.old_jwt(&m.operator.jwt)), self.ctx.now),
+            &op,
+        )?;
         out.insert(layout.nsc_info(), layout.nsc_info_content().into_bytes());
         out.insert(layout.operator_jwt(), op_jwt.clone().into_bytes());
         seal_key(&op, &mut out)?;
@@ -267,10 +283,16 @@ impl<'a> Builder<'a> {
                 .zip(&uk)
                 .map(|(u, k)| {
                     let old_jwt = old_users.get(u.name.as_str()).and_then(|e| self.old_jwt(&e.jwt));
-                    decide(user_claims(u, &k.entry.public_key, &acct.entry.public_key), &acct_sk.entry.public_key, old_jwt, self.ctx.now)
+                    decide(
+                        user_claims(u, &k.entry.public_key, &acct.entry.public_key),
+                        &acct_sk.entry.public_key,
+                        old_jwt,
+                        self.ctx.now,
+                    )
                 })
                 .collect();
-            let signer = if decisions.iter().any(|d| matches!(d, Issue::Sign(..))) { Some(self.pair(acct_sk)?) } else { None };
+            let signer =
+                if decisions.iter().any(|d| matches!(d, Issue::Sign(..))) { Some(self.pair(acct_sk)?) } else { None };
             let users: Vec<UserOut> = a
                 .users
                 .par_iter()
@@ -287,7 +309,10 @@ impl<'a> Builder<'a> {
                 secrets.insert(u.key.path, u.key.entry);
                 keys.push(u.key_entry);
                 for h in &u.entry.hosts {
-                    host_creds.entry(self.hosts.get_key_value(h.as_str()).expect("validated host").0).or_default().push(u.entry.creds.clone());
+                    host_creds
+                        .entry(self.hosts.get_key_value(h.as_str()).expect("validated host").0)
+                        .or_default()
+                        .push(u.entry.creds.clone());
                 }
                 entries.push(u.entry);
             }
@@ -341,7 +366,15 @@ impl<'a> Builder<'a> {
         Ok(out)
     }
 
-    fn user(&self, layout: &Layout, a: &AccountPlan, u: &UserPlan, k: &Key, d: Issue<UserNats>, signer: Option<&KeyPair>) -> Result<UserOut, GenerateError> {
+    fn user(
+        &self,
+        layout: &Layout,
+        a: &AccountPlan,
+        u: &UserPlan,
+        k: &Key,
+        d: Issue<UserNats>,
+        signer: Option<&KeyPair>,
+    ) -> Result<UserOut, GenerateError> {
         let kept = matches!(d, Issue::Keep(_));
         let jwt = match d {
             Issue::Keep(t) => t,
@@ -404,9 +437,14 @@ impl<'a> Builder<'a> {
         } else {
             (Some(make()), None)
         };
-        let public_key = fresh.as_ref().map_or_else(|| old.expect("one of them").public_key.clone(), KeyPair::public_key);
+        let public_key =
+            fresh.as_ref().map_or_else(|| old.expect("one of them").public_key.clone(), KeyPair::public_key);
         let path = key_path(&public_key);
-        Ok(Key { entry: KeyEntry { public_key, role: role.into(), account: account.into(), user: user.into(), path }, fresh, old })
+        Ok(Key {
+            entry: KeyEntry { public_key, role: role.into(), account: account.into(), user: user.into(), path },
+            fresh,
+            old,
+        })
     }
 
     /// The key pair itself: the fresh one, or decrypted from the old keystore.
@@ -426,11 +464,15 @@ impl<'a> Builder<'a> {
             identity: self.ctx.identity.path.to_string(),
             reason: e.to_string(),
         })?;
-        let seed = std::str::from_utf8(&plain).map_err(|_| GenerateError::Damaged(format!("{}: seed is not text", entry.path)))?;
+        let seed = std::str::from_utf8(&plain)
+            .map_err(|_| GenerateError::Damaged(format!("{}: seed is not text", entry.path)))?;
         let kp = KeyPair::from_seed(seed.trim())
             .map_err(|e| GenerateError::Damaged(format!("{}: not an nkey seed: {e}", entry.path)))?;
         if kp.public_key() != entry.public_key {
-            return Err(GenerateError::Damaged(format!("{}: seed does not belong to {}", entry.path, entry.public_key)));
+            return Err(GenerateError::Damaged(format!(
+                "{}: seed does not belong to {}",
+                entry.path, entry.public_key
+            )));
         }
         Ok(kp)
     }
@@ -466,7 +508,11 @@ impl<'a> Builder<'a> {
         let (_, digest) = self.recipients(extra);
         let entry = self.existing.manifest.as_ref()?.secrets.get(path)?;
         let bytes = self.existing.tree.get(path)?;
-        (entry.recipients_sha256 == digest).then(|| Sealed { path: path.to_string(), bytes: bytes.clone(), entry: entry.clone() })
+        (entry.recipients_sha256 == digest).then(|| Sealed {
+            path: path.to_string(),
+            bytes: bytes.clone(),
+            entry: entry.clone(),
+        })
     }
 
     /// Encrypt `plaintext` to the owners plus `extra`, keeping the existing
@@ -478,7 +524,8 @@ impl<'a> Builder<'a> {
             return Ok(s);
         }
         let mut seen = BTreeSet::new();
-        let rs: Vec<&Recipient> = all.iter().filter(|n| seen.insert(n.recipient.text.as_str())).map(|n| n.recipient).collect();
+        let rs: Vec<&Recipient> =
+            all.iter().filter(|n| seen.insert(n.recipient.text.as_str())).map(|n| n.recipient).collect();
         let bytes = vault::encrypt(plaintext, &rs)?;
         let mut names: Vec<String> = all.iter().map(|n| n.name.clone()).collect();
         names.sort();
@@ -493,7 +540,12 @@ impl<'a> Builder<'a> {
     /// The account's revocations: the old JWT's (if it is the same account key),
     /// plus every user key that was in this account and is not any more (the user
     /// was removed, moved, or got a new key), revoked at max(now, its last iat).
-    fn revocations(&self, old: Option<&AccountEntry>, current: &HashMap<&str, &str>, account_key: &str) -> BTreeMap<String, i64> {
+    fn revocations(
+        &self,
+        old: Option<&AccountEntry>,
+        current: &HashMap<&str, &str>,
+        account_key: &str,
+    ) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
         let Some(old) = old.filter(|o| o.public_key == account_key) else { return out };
         if let Some(prev) = self.old_file(&old.jwt).and_then(|t| AccountClaims::decode(t).ok()) {
@@ -529,7 +581,12 @@ fn user_claims(u: &UserPlan, user_key: &str, account_key: &str) -> UserClaims {
     UserClaims::new(
         user_key,
         &u.name,
-        UserNats { permissions: u.permissions.clone(), payload: u.payload, issuer_account: account_key.to_string(), ..Default::default() },
+        UserNats {
+            permissions: u.permissions.clone(),
+            payload: u.payload,
+            issuer_account: account_key.to_string(),
+            ..Default::default()
+        },
     )
 }
 

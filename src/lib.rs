@@ -4,13 +4,13 @@
 //! → [`generate`] (reconcile with the existing store, sign, encrypt) →
 //! [`store`] (nsc layout, atomic write). [`verify`] checks a written store.
 
-pub mod jwt;
-pub mod config;
-pub mod plan;
-pub mod vault;
-pub mod store;
-pub mod generate;
-pub mod manifest;
-pub mod verify;
 pub mod cli;
+pub mod config;
+pub mod generate;
+pub mod jwt;
+pub mod manifest;
 pub mod nsc;
+pub mod plan;
+pub mod store;
+pub mod vault;
+pub mod verify;

@@ -37,8 +37,10 @@ fn io(path: &Utf8Path) -> impl FnOnce(std::io::Error) -> NscError + '_ {
 /// The plaintext nsc tree for a store: `stores/…` (JWTs, `.nsc`) and `keys/…`
 /// (`keys/<P>/<XX>/<PUB>.nk`, `creds/<OP>/<A>/<U>.creds`, `.gitignore`).
 pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> {
-    let m = Manifest::parse(store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?)
-        .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
+    let m = Manifest::parse(
+        store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?,
+    )
+    .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
     let layout = Layout::new(&m.operator.name);
     let decrypt = |path: &str| -> Result<Vec<u8>, NscError> {
         let ct = store.get(path).ok_or_else(|| NscError::Input(format!("{path}: missing")))?;
@@ -80,7 +82,8 @@ pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<(), NscError> {
     let parent = to.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
     fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
     let tmp = tempfile::Builder::new().prefix(".clan-nats-export-").tempdir_in(parent).map_err(io(parent))?;
-    let base = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).map_err(|_| NscError::Input("temp path is not UTF-8".into()))?;
+    let base = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
+        .map_err(|_| NscError::Input("temp path is not UTF-8".into()))?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).map_err(io(&base))?;
     for (rel, bytes) in tree {
         let path = base.join(rel);
@@ -104,12 +107,14 @@ fn read_seeds(keys_dir: &Utf8Path) -> Result<HashMap<String, String>, NscError> 
     while let Some(dir) = stack.pop() {
         for e in fs::read_dir(&dir).map_err(io(&dir))? {
             let e = e.map_err(io(&dir))?;
-            let path = Utf8PathBuf::from_path_buf(e.path()).map_err(|p| NscError::Input(format!("{}: not UTF-8", p.display())))?;
+            let path = Utf8PathBuf::from_path_buf(e.path())
+                .map_err(|p| NscError::Input(format!("{}: not UTF-8", p.display())))?;
             if e.file_type().map_err(io(&path))?.is_dir() {
                 stack.push(path);
             } else if path.extension() == Some("nk") {
                 let text = fs::read_to_string(&path).map_err(io(&path))?;
-                let kp = KeyPair::from_seed(text.trim()).map_err(|e| NscError::Input(format!("{path}: not an nkey seed: {e}")))?;
+                let kp = KeyPair::from_seed(text.trim())
+                    .map_err(|e| NscError::Input(format!("{path}: not an nkey seed: {e}")))?;
                 seeds.insert(kp.public_key(), text.trim().to_string());
             }
         }
@@ -120,7 +125,11 @@ fn read_seeds(keys_dir: &Utf8Path) -> Result<HashMap<String, String>, NscError> 
 /// Keys to adopt from an nsc operator for the entities the plan names:
 /// (role, account, user) → seed. Entities the plan does not name are ignored;
 /// entities the nsc store lacks get new keys in `generate`.
-pub fn import_keys(stores: &Utf8Path, keys_dir: &Utf8Path, plan: &Plan) -> Result<HashMap<(String, String, String), String>, NscError> {
+pub fn import_keys(
+    stores: &Utf8Path,
+    keys_dir: &Utf8Path,
+    plan: &Plan,
+) -> Result<HashMap<(String, String, String), String>, NscError> {
     let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
     let op_dir = stores.join(&plan.operator);
     if !op_dir.is_dir() {
@@ -146,7 +155,9 @@ pub fn import_keys(stores: &Utf8Path, keys_dir: &Utf8Path, plan: &Plan) -> Resul
                 out.insert((role.to_string(), account.to_string(), user.to_string()), seed.clone());
                 Ok(())
             }
-            None if required => Err(NscError::Input(format!("{keys_dir}: no seed for {role} {account}{user} ({public})"))),
+            None if required => {
+                Err(NscError::Input(format!("{keys_dir}: no seed for {role} {account}{user} ({public})")))
+            }
             None => Ok(()),
         }
     };

@@ -313,7 +313,10 @@ mod tests {
         let p = plan(&c);
         let a = p.accounts.iter().find(|a| a.name == "a").unwrap();
         assert_eq!(a.limits.conn, 10);
-        assert_eq!((a.limits.mem_storage, a.limits.disk_storage, a.limits.streams, a.limits.consumer), (-1, 1000, 5, 0));
+        assert_eq!(
+            (a.limits.mem_storage, a.limits.disk_storage, a.limits.streams, a.limits.consumer),
+            (-1, 1000, 5, 0)
+        );
         assert!(a.limits.jetstream_enabled());
         let b = p.accounts.iter().find(|a| a.name == "b").unwrap();
         assert!(!b.limits.jetstream_enabled(), "JetStream stays disabled unless asked");

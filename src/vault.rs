@@ -86,9 +86,11 @@ impl Identity {
                 .map_err(|e| err(format!("not a usable ssh private key: {e}")))?;
             let pubkey = ssh_public_of(path)?;
             return match id {
-                age::ssh::Identity::Unencrypted(_) => {
-                    Ok(Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: pubkey.into_iter().collect() })
-                }
+                age::ssh::Identity::Unencrypted(_) => Ok(Identity {
+                    path: path.to_owned(),
+                    inner: vec![Box::new(id)],
+                    recipients: pubkey.into_iter().collect(),
+                }),
                 _ => Err(err("passphrase-protected or unsupported ssh keys are not supported".into())),
             };
         }

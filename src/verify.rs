@@ -112,7 +112,10 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
         users(tree, &layout, a, &ac, identity, r);
     }
     if !m.accounts.iter().any(|a| a.public_key == op.nats.system_account && a.system) {
-        r.bad(&layout.operator_jwt(), format!("system_account {} is not the store's system account", op.nats.system_account));
+        r.bad(
+            &layout.operator_jwt(),
+            format!("system_account {} is not the store's system account", op.nats.system_account),
+        );
     }
     server(tree, &layout, &op, &preload, r);
     keys(tree, &m, identity, r);

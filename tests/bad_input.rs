@@ -210,7 +210,10 @@ fn duplicate_person_name() {
 fn duplicate_unit_name() {
     let want = "duplicate unit name \"Media\" (first at organizational_units[1].name)";
     check("organizational_units[3].name", &[want], |v| {
-        v["organizational_units"].as_array_mut().unwrap().push(json!({ "name": "Media", "nats_account_name": "media2" }))
+        v["organizational_units"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "name": "Media", "nats_account_name": "media2" }))
     });
 }
 
@@ -232,7 +235,10 @@ fn person_names_differing_only_in_case() {
 #[test]
 fn unit_names_differing_only_in_case() {
     check("organizational_units[3].name", &["\"media\"", "\"Media\"", "only in case"], |v| {
-        v["organizational_units"].as_array_mut().unwrap().push(json!({ "name": "media", "nats_account_name": "media2" }))
+        v["organizational_units"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "name": "media", "nats_account_name": "media2" }))
     });
 }
 

@@ -43,9 +43,12 @@ impl Fixture {
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut all: Vec<&str> = args.to_vec();
         all.extend([
-            "--config", self.config.to_str().unwrap(),
-            "--out", self.dir.to_str().unwrap(),
-            "--identity", self.key.to_str().unwrap(),
+            "--config",
+            self.config.to_str().unwrap(),
+            "--out",
+            self.dir.to_str().unwrap(),
+            "--identity",
+            self.key.to_str().unwrap(),
         ]);
         run(&all)
     }
@@ -94,10 +97,12 @@ const CORE: &str = "nsc/stores/thecowboyai/accounts/core";
 fn a_permission_change_reissues_exactly_that_user() {
     let f = Fixture::new();
     let before = f.files();
-    let old = UserClaims::decode(std::str::from_utf8(&before[&format!("{CORE}/users/person-service.jwt")]).unwrap()).unwrap();
+    let old =
+        UserClaims::decode(std::str::from_utf8(&before[&format!("{CORE}/users/person-service.jwt")]).unwrap()).unwrap();
     f.edit(|v| {
         let i = person_index(v, "person-service");
-        v["service_people"][i]["nats_permissions"]["publish"] = json!(["thecowboyai.org.person.>", "thecowboyai.org.people.>"]);
+        v["service_people"][i]["nats_permissions"]["publish"] =
+            json!(["thecowboyai.org.person.>", "thecowboyai.org.people.>"]);
     });
     f.generate();
     let after = f.files();
@@ -109,7 +114,8 @@ fn a_permission_change_reissues_exactly_that_user() {
             format!("{CORE}/users/person-service.jwt"),
         ]
     );
-    let new = UserClaims::decode(std::str::from_utf8(&after[&format!("{CORE}/users/person-service.jwt")]).unwrap()).unwrap();
+    let new =
+        UserClaims::decode(std::str::from_utf8(&after[&format!("{CORE}/users/person-service.jwt")]).unwrap()).unwrap();
     assert!(new.std.iat > old.std.iat, "a re-issued JWT needs a newer iat ({} vs {})", new.std.iat, old.std.iat);
     assert_ne!(new.std.jti, old.std.jti);
     assert_eq!(new.std.sub, old.std.sub, "the key is kept");
@@ -169,7 +175,8 @@ async fn a_removed_user_is_revoked_and_a_re_added_one_gets_a_new_key() {
     f.verify();
     assert!(!f.dir.join(format!("{CORE}/users/agent-service.jwt")).exists());
     assert!(!f.dir.join(format!("{CORE}/users/agent-service.creds.age")).exists());
-    let acct = AccountClaims::decode(&std::fs::read_to_string(f.dir.join(format!("{CORE}/core.jwt"))).unwrap()).unwrap();
+    let acct =
+        AccountClaims::decode(&std::fs::read_to_string(f.dir.join(format!("{CORE}/core.jwt"))).unwrap()).unwrap();
     assert!(acct.nats.revocations.contains_key(&old_key), "the removed user's key is revoked");
     server.reload();
     assert!(!connects(&server.url(), &old_creds).await, "old creds must be refused after the reload");
@@ -247,7 +254,8 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let (dir, key, config) = (tmp.path().join("store"), tmp.path().join("owner.key"), tmp.path().join("big.json"));
     // A config large enough that writing takes a while: 8 units x 40 services.
     let mut v: Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
-    let units: Vec<Value> = (0..8).map(|i| json!({"name": format!("U{i}"), "nats_account_name": format!("u{i}")})).collect();
+    let units: Vec<Value> =
+        (0..8).map(|i| json!({"name": format!("U{i}"), "nats_account_name": format!("u{i}")})).collect();
     let people: Vec<Value> = (0..320)
         .map(|i| json!({"name": format!("svc{i}-service"), "organizational_unit": format!("U{}", i % 8), "role": "Service"}))
         .collect();
@@ -257,23 +265,39 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     std::fs::write(&config, serde_json::to_vec(&v).unwrap()).unwrap();
     generate(&config, &dir, &key);
     let old = snapshot(&dir);
-    let old_keys: Vec<String> = Manifest::parse(&old["manifest.json"].0).unwrap().keys.into_iter().map(|k| k.public_key).collect();
+    let old_keys: Vec<String> =
+        Manifest::parse(&old["manifest.json"].0).unwrap().keys.into_iter().map(|k| k.public_key).collect();
 
     // How long a full rotation of every user of one account takes, to spread the kills over it.
     let args = |d: &Path| {
         vec![
-            "rotate".to_string(), "account".into(), "u3".into(),
-            "--config".into(), config.to_str().unwrap().into(),
-            "--out".into(), d.to_str().unwrap().into(),
-            "--identity".into(), key.to_str().unwrap().into(),
+            "rotate".to_string(),
+            "account".into(),
+            "u3".into(),
+            "--config".into(),
+            config.to_str().unwrap().into(),
+            "--out".into(),
+            d.to_str().unwrap().into(),
+            "--identity".into(),
+            key.to_str().unwrap().into(),
         ]
     };
     let probe = tmp.path().join("probe");
     assert!(std::process::Command::new("cp").arg("-a").arg(&dir).arg(&probe).status().unwrap().success());
     let t = std::time::Instant::now();
-    assert!(std::process::Command::new(BIN).args(args(&probe)).stdout(std::process::Stdio::null()).status().unwrap().success());
+    assert!(std::process::Command::new(BIN)
+        .args(args(&probe))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success());
     let full = t.elapsed();
-    let new_keys: Vec<String> = Manifest::parse(&std::fs::read(probe.join("manifest.json")).unwrap()).unwrap().keys.into_iter().map(|k| k.public_key).collect();
+    let new_keys: Vec<String> = Manifest::parse(&std::fs::read(probe.join("manifest.json")).unwrap())
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| k.public_key)
+        .collect();
 
     let pristine = tmp.path().join("pristine");
     assert!(std::process::Command::new("cp").arg("-a").arg(&dir).arg(&pristine).status().unwrap().success());
@@ -284,7 +308,8 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(std::process::Command::new("cp").arg("-a").arg(&pristine).arg(&dir).status().unwrap().success());
         let delay = full.mul_f64(i as f64 / points as f64 * 1.2);
-        let mut child = std::process::Command::new(BIN).args(args(&dir)).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut child =
+            std::process::Command::new(BIN).args(args(&dir)).stdout(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
@@ -295,7 +320,12 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         }
         let out = run(&verify);
         assert!(out.status.success(), "kill after {delay:?}: verify failed: {}", String::from_utf8_lossy(&out.stderr));
-        let keys: Vec<String> = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap().keys.into_iter().map(|k| k.public_key).collect();
+        let keys: Vec<String> = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap())
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.public_key)
+            .collect();
         if keys == old_keys {
             saw_old += 1;
         } else {
@@ -306,10 +336,17 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
             saw_new += 1;
         }
     }
-    assert!(saw_old > 0 && saw_new > 0, "the kills must hit both before and after the swap (old {saw_old}, new {saw_new}, run {full:?})");
+    assert!(
+        saw_old > 0 && saw_new > 0,
+        "the kills must hit both before and after the swap (old {saw_old}, new {saw_new}, run {full:?})"
+    );
     // Leftovers of killed runs are cleaned by the next run.
     generate(&config, &dir, &key);
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".store.clan-nats-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".store.clan-nats-"))
+        .collect();
     assert!(leftovers.is_empty());
 }
 
@@ -318,7 +355,15 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     use std::os::unix::fs::PermissionsExt;
     let f = Fixture::new();
     let to = f.tmp.path().join("nsc-export");
-    let out = run(&["export-nsc", "--dir", f.dir.to_str().unwrap(), "--identity", f.key.to_str().unwrap(), "--to", to.to_str().unwrap()]);
+    let out = run(&[
+        "export-nsc",
+        "--dir",
+        f.dir.to_str().unwrap(),
+        "--identity",
+        f.key.to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let snap = snapshot(&to);
     assert_eq!(snap["keys/.gitignore"].0, b"# ignore all nk files \n**/*.nk\n\n# ignore all creds files\n**/*.creds\n");
@@ -337,14 +382,31 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     assert_eq!(snap.keys().filter(|k| k.ends_with(".nk")).count(), 22);
     assert!(std::fs::metadata(&to).unwrap().permissions().mode() & 0o077 == 0);
     // Refuses to write into a non-empty directory.
-    let again = run(&["export-nsc", "--dir", f.dir.to_str().unwrap(), "--identity", f.key.to_str().unwrap(), "--to", to.to_str().unwrap()]);
+    let again = run(&[
+        "export-nsc",
+        "--dir",
+        f.dir.to_str().unwrap(),
+        "--identity",
+        f.key.to_str().unwrap(),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
     assert_eq!(again.status.code(), Some(2));
 
     // Import into a new store: every entity keeps its key.
     let (dir2, key2) = (f.tmp.path().join("imported"), f.tmp.path().join("owner2.key"));
     let out = run(&[
-        "import-nsc", "--from", to.to_str().unwrap(), "--keys", to.join("keys").to_str().unwrap(),
-        "--config", f.config.to_str().unwrap(), "--out", dir2.to_str().unwrap(), "--identity", key2.to_str().unwrap(),
+        "import-nsc",
+        "--from",
+        to.to_str().unwrap(),
+        "--keys",
+        to.join("keys").to_str().unwrap(),
+        "--config",
+        f.config.to_str().unwrap(),
+        "--out",
+        dir2.to_str().unwrap(),
+        "--identity",
+        key2.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let keys = |m: Manifest| -> Vec<(String, String, String, String)> {

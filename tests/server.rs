@@ -51,7 +51,10 @@ impl Store {
 }
 
 /// Connect with creds held only in memory; server errors arrive on the channel.
-async fn connect(url: &str, creds: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
+async fn connect(
+    url: &str,
+    creds: &str,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = ConnectOptions::with_credentials(creds)
         .expect("creds parse")

@@ -54,7 +54,10 @@ fn layout_modes_and_no_plaintext_secret() {
     ] {
         assert!(snap.contains_key(&f), "missing {f}");
     }
-    assert_eq!(snap[&format!("{op}/.nsc")].0, br#"{"managed":false,"name":"thecowboyai","kind":"operator","version":"1"}"#);
+    assert_eq!(
+        snap[&format!("{op}/.nsc")].0,
+        br#"{"managed":false,"name":"thecowboyai","kind":"operator","version":"1"}"#
+    );
     let m = manifest(&dir);
     // 1 operator + 1 signing key, 4 accounts x 2 keys, 12 users: 22 seeds.
     assert_eq!(m.keys.len(), 22);
@@ -203,8 +206,15 @@ fn admin_recipients_read_everything_the_owner_can() {
     let (dir, key, admin) = (tmp.path().join("store"), tmp.path().join("owner.key"), tmp.path().join("admin.key"));
     let (admin_id, _) = clan_nats::vault::Identity::load_or_create(&utf8(&admin)).unwrap();
     let out = run(&[
-        "generate", "--config", example().to_str().unwrap(), "--out", dir.to_str().unwrap(),
-        "--identity", key.to_str().unwrap(), "--recipient", &admin_id.recipients[0],
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+        "--recipient",
+        &admin_id.recipients[0],
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for f in age_files(&dir) {
@@ -220,12 +230,28 @@ fn another_identity_cannot_regenerate_an_existing_store() {
     generate(&example(), &dir, &key);
     let before = snapshot(&dir);
     // A missing identity is not created for an existing store.
-    let out = run(&["generate", "--config", example().to_str().unwrap(), "--out", dir.to_str().unwrap(), "--identity", other.to_str().unwrap()]);
+    let out = run(&[
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!other.exists());
     // Another existing identity cannot decrypt the keystore.
     clan_nats::vault::Identity::load_or_create(&utf8(&other)).unwrap();
-    let out = run(&["generate", "--config", example().to_str().unwrap(), "--out", dir.to_str().unwrap(), "--identity", other.to_str().unwrap()]);
+    let out = run(&[
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        other.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be decrypted with identity") && err.contains("other.key"), "{err}");
@@ -238,7 +264,15 @@ fn a_directory_that_is_not_a_store_is_not_overwritten() {
     let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
-    let out = run(&["generate", "--config", example().to_str().unwrap(), "--out", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    let out = run(&[
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a clan-nats store"));
     assert_eq!(std::fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
@@ -290,12 +324,21 @@ fn verify_detects_tampering() {
 
     // Creds swapped between two users: only an identity can tell.
     let d = fresh("swapped");
-    std::fs::copy(d.join(format!("{acct}/users/agent-service.creds.age")), d.join(format!("{acct}/users/person-service.creds.age"))).unwrap();
+    std::fs::copy(
+        d.join(format!("{acct}/users/agent-service.creds.age")),
+        d.join(format!("{acct}/users/person-service.creds.age")),
+    )
+    .unwrap();
     verify_fails(&d, None, "person-service.creds.age: sha256 mismatch");
     let m = d.join("manifest.json");
     let text = std::fs::read_to_string(&m).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let digest = format!("sha256:{}", clan_nats::manifest::sha256_hex(&std::fs::read(d.join(format!("{acct}/users/person-service.creds.age"))).unwrap()));
+    let digest = format!(
+        "sha256:{}",
+        clan_nats::manifest::sha256_hex(
+            &std::fs::read(d.join(format!("{acct}/users/person-service.creds.age"))).unwrap()
+        )
+    );
     v["files"][format!("{acct}/users/person-service.creds.age")] = digest.into();
     std::fs::write(&m, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     verify_fails(&d, Some(&key), "person-service.creds.age: embedded JWT is not");

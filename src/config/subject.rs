@@ -37,7 +37,10 @@ pub fn subscribe_problem(entry: &str) -> Option<String> {
             if let Some(p) = subject_problem(subject) {
                 return Some(p);
             }
-            if queue.is_empty() || queue.contains(['*', '>']) || queue.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if queue.is_empty()
+                || queue.contains(['*', '>'])
+                || queue.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Some(format!("{entry:?}: queue group {queue:?} must be one token without wildcards"));
             }
             None

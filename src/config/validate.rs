@@ -122,7 +122,10 @@ fn units(c: &Config, v: &mut Collector) {
             limits(&format!("organizational_units[{i}].nats_limits"), l, v);
         }
     }
-    v.unique("unit name", us.iter().enumerate().map(|(i, u)| (format!("organizational_units[{i}].name"), u.name.as_str())));
+    v.unique(
+        "unit name",
+        us.iter().enumerate().map(|(i, u)| (format!("organizational_units[{i}].name"), u.name.as_str())),
+    );
     v.unique(
         "nats_account_name",
         us.iter().enumerate().filter_map(|(i, u)| {
@@ -153,7 +156,8 @@ fn units(c: &Config, v: &mut Collector) {
             if let Some(pos) = chain.iter().position(|&x| x == cur) {
                 let cycle = &chain[pos..];
                 if !cycle.iter().any(|&x| reported[x]) {
-                    let names: Vec<&str> = cycle.iter().chain(std::iter::once(&cur)).map(|&x| us[x].name.as_str()).collect();
+                    let names: Vec<&str> =
+                        cycle.iter().chain(std::iter::once(&cur)).map(|&x| us[x].name.as_str()).collect();
                     v.add(
                         format!("organizational_units[{}].parent", cycle[0]),
                         format!("parent cycle: {}", names.join(" -> ")),
@@ -218,7 +222,10 @@ fn limits(path: &str, l: &Limits, v: &mut Collector) {
         v.limit(format!("{p}.consumer"), js.consumer, 0, MAX_JS_COUNT, "");
         let storage = js.mem_storage.unwrap_or(0) != 0 || js.disk_storage.unwrap_or(0) != 0;
         if !storage && (js.streams.unwrap_or(0) != 0 || js.consumer.unwrap_or(0) != 0) {
-            v.add(p, "streams or consumer is set but mem_storage and disk_storage are 0, so JetStream would stay disabled");
+            v.add(
+                p,
+                "streams or consumer is set but mem_storage and disk_storage are 0, so JetStream would stay disabled",
+            );
         }
     }
 }
@@ -273,7 +280,10 @@ fn people(c: &Config, v: &mut Collector) {
             }
         }
     }
-    v.unique("person name", c.service_people.iter().enumerate().map(|(i, p)| (format!("service_people[{i}].name"), p.name.as_str())));
+    v.unique(
+        "person name",
+        c.service_people.iter().enumerate().map(|(i, p)| (format!("service_people[{i}].name"), p.name.as_str())),
+    );
 }
 
 fn hosts(c: &Config, v: &mut Collector) {
@@ -287,7 +297,10 @@ fn hosts(c: &Config, v: &mut Collector) {
         let mut seen = HashMap::new();
         for (j, s) in h.services.iter().enumerate() {
             match people.get(s.as_str()) {
-                None => v.add(format!("{at}.services[{j}]"), format!("unknown service {s:?}: no service person has that name")),
+                None => v.add(
+                    format!("{at}.services[{j}]"),
+                    format!("unknown service {s:?}: no service person has that name"),
+                ),
                 Some(role) if *role != SERVICE_ROLE => v.add(
                     format!("{at}.services[{j}]"),
                     format!("{s:?} has role {role:?}, not {SERVICE_ROLE:?}, so it has no NATS credentials"),
@@ -295,7 +308,10 @@ fn hosts(c: &Config, v: &mut Collector) {
                 Some(_) => {}
             }
             if let Some(first) = seen.insert(s.as_str(), j) {
-                v.add(format!("{at}.services[{j}]"), format!("{s:?} is listed twice (first at {at}.services[{first}])"));
+                v.add(
+                    format!("{at}.services[{j}]"),
+                    format!("{s:?} is listed twice (first at {at}.services[{first}])"),
+                );
             }
         }
     }

@@ -103,7 +103,9 @@ mod tests {
         let text = format(&jwt, &seed).unwrap();
         assert!(text.starts_with("-----BEGIN NATS USER JWT-----\n"));
         assert!(text.contains(&format!("\n{jwt}\n------END NATS USER JWT------\n\n*****")));
-        assert!(text.ends_with("------END USER NKEY SEED------\n\n*************************************************************\n"));
+        assert!(text.ends_with(
+            "------END USER NKEY SEED------\n\n*************************************************************\n"
+        ));
         assert_eq!(parse(&text).unwrap(), (jwt, seed));
         let (claims, kp) = parse_checked(&text).unwrap();
         assert_eq!(claims.std.sub, kp.public_key());

@@ -232,8 +232,7 @@ impl<N: ClaimKind> Claims<N> {
         let token = token.trim();
         let parts = split(token)?;
         let payload = BASE64URL_NOPAD.decode(parts[1].as_bytes()).map_err(|_| JwtError::Base64("payload"))?;
-        let claims: Claims<N> =
-            serde_json::from_slice(&payload).map_err(|e| JwtError::Payload(e.to_string()))?;
+        let claims: Claims<N> = serde_json::from_slice(&payload).map_err(|e| JwtError::Payload(e.to_string()))?;
         if claims.nats.nats_type() != N::TYPE {
             return Err(JwtError::Type { expected: N::TYPE, found: claims.nats.nats_type().to_string() });
         }

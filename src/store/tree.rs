@@ -71,9 +71,11 @@ fn walk(root: &Utf8Path, rel: &str, files: &mut Vec<String>) -> Result<(), Store
     let here = if rel.is_empty() { root.to_owned() } else { root.join(rel) };
     for entry in fs::read_dir(&here).map_err(io_err(&here))? {
         let entry = entry.map_err(io_err(&here))?;
-        let name = entry.file_name().to_str().map(str::to_string).ok_or_else(|| {
-            StoreError::NotUtf8(format!("{here}/{}", entry.file_name().to_string_lossy()))
-        })?;
+        let name = entry
+            .file_name()
+            .to_str()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::NotUtf8(format!("{here}/{}", entry.file_name().to_string_lossy())))?;
         let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         let path = root.join(&child);
         let ft = entry.file_type().map_err(io_err(&path))?;
@@ -109,7 +111,8 @@ pub fn clean_leftovers(dir: &Utf8Path) -> Result<(), StoreError> {
     for e in entries.flatten() {
         if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
             let p = e.path();
-            fs::remove_dir_all(&p).map_err(|source| StoreError::Io { path: Utf8PathBuf::from(p.to_string_lossy().as_ref()), source })?;
+            fs::remove_dir_all(&p)
+                .map_err(|source| StoreError::Io { path: Utf8PathBuf::from(p.to_string_lossy().as_ref()), source })?;
         }
     }
     Ok(())
@@ -128,10 +131,7 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
     }
     let parent = parent_of(dir);
     fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(&parent).map_err(io_err(&parent))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(dir))
-        .tempdir_in(&parent)
-        .map_err(io_err(&parent))?;
+    let tmp = tempfile::Builder::new().prefix(&temp_prefix(dir)).tempdir_in(&parent).map_err(io_err(&parent))?;
     let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
         .map_err(|p| StoreError::NotUtf8(p.to_string_lossy().into()))?;
     set_mode(&tmp_path, DIR_MODE)?;
@@ -234,7 +234,14 @@ fn exchange(a: &Utf8Path, b: &Utf8Path) -> Result<(), StoreError> {
     let (ca, cb) = (cstr(a.as_std_path()), cstr(b.as_std_path()));
     // SAFETY: valid NUL-terminated paths; AT_FDCWD resolves them relative to the cwd.
     let rc = unsafe {
-        libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
     if rc != 0 {
         return Err(io_err(b)(io::Error::last_os_error()));

@@ -1,0 +1,285 @@
+# checks.nixos-eval: evaluate NixOS configurations that use the modules (with
+# the committed fixture store, nix/tests/fixtures/store) and assert on their
+# config. Evaluation only: nothing is built, so the fixture needs no .age
+# files. Every assertion is checked at evaluation time; the derivation only
+# prints what passed.
+{
+  nixpkgs,
+  pkgs,
+  system,
+  nixosModules,
+}:
+let
+  inherit (nixpkgs) lib;
+  helpers = import ../.;
+  fixture = ../tests/fixtures/store;
+  serverJson = helpers.store.serverJson fixture;
+  run = "/run/clan-nats";
+
+  base = {
+    nixpkgs.hostPlatform = system;
+    boot.loader.grub.enable = false;
+    fileSystems."/" = {
+      device = "none";
+      fsType = "tmpfs";
+    };
+    system.stateVersion = "26.05";
+  };
+  eval =
+    module:
+    (lib.nixosSystem {
+      modules = [
+        nixosModules.default
+        base
+        module
+      ];
+    }).config;
+
+  # A DynamicUser service that reads its creds from $CREDENTIALS_DIRECTORY.
+  personService = {
+    systemd.services.person-service = {
+      wantedBy = [ "multi-user.target" ];
+      serviceConfig.DynamicUser = true;
+      script = ''exec nats --creds "$CREDENTIALS_DIRECTORY/nats.creds" sub 'thecowboyai.org.person.>' '';
+    };
+  };
+
+  # Stand-in for clan-core's vars options (only the ones the module reads).
+  clanSops = {
+    options.clan.core.vars = {
+      settings.secretStore = lib.mkOption { type = lib.types.str; };
+      sops.secretUploadDirectory = lib.mkOption {
+        type = lib.types.str;
+        default = "/var/lib/sops-nix";
+      };
+    };
+    config.clan.core.vars.settings.secretStore = "sops";
+  };
+
+  # nats1 runs the server and person-service (the manifest gives it those creds).
+  nats1 = eval {
+    imports = [ personService ];
+    networking.hostName = "nats1";
+    services.clan-nats.server = {
+      enable = true;
+      store = fixture;
+    };
+    services.clan-nats.credentials = {
+      store = fixture;
+      users.person-service.units = [ "person-service.service" ];
+    };
+  };
+  full = eval {
+    networking.hostName = "nats1";
+    services.clan-nats.server = {
+      enable = true;
+      store = fixture;
+      resolver = "full";
+      jetstream = true;
+      openFirewall = true;
+      settings.max_payload = 2097152;
+    };
+  };
+  # core1 asks for audio-service, which the manifest gives to media1 only.
+  foreign = eval {
+    networking.hostName = "core1";
+    services.clan-nats.credentials = {
+      store = fixture;
+      users.audio-service.units = [ ];
+    };
+  };
+  clanMachine = eval {
+    imports = [ clanSops ];
+    networking.hostName = "core1";
+  };
+  unused = eval { networking.hostName = "core1"; };
+
+  ours =
+    config:
+    map (a: a.message) (
+      lib.filter (a: lib.hasPrefix "services.clan-nats" a.message && !a.assertion) config.assertions
+    );
+  natsSettings = nats1.services.nats.settings;
+  person = nats1.systemd.services.person-service;
+  decrypt = nats1.systemd.services.clan-nats-credentials;
+  foreignMessages = ours foreign;
+  activation = nats1.system.activationScripts.clan-nats-credentials;
+  # toString: the fixture has no .age files, so they must not be copied.
+  inherit (person) restartTriggers;
+  audioOption = "services.clan-nats.credentials.users.audio-service";
+  namesOptionAndHost = m: lib.hasInfix audioOption m && lib.hasInfix "\"core1\"" m;
+
+  checks = {
+    "server: the operator JWT of server.json" = {
+      actual = natsSettings.operator;
+      expected = serverJson.operator;
+    };
+    "server: the system account" = {
+      actual = natsSettings.system_account;
+      expected = serverJson.system_account;
+    };
+    "server: MEMORY resolver" = {
+      actual = natsSettings.resolver;
+      expected = "MEMORY";
+    };
+    "server: every account of server.json preloaded with its JWT" = {
+      actual = natsSettings.resolver_preload;
+      expected = serverJson.resolver_preload;
+    };
+    "server: the port reaches services.nats" = {
+      actual = [
+        nats1.services.nats.port
+        natsSettings.port
+      ];
+      expected = [
+        4222
+        4222
+      ];
+    };
+    "server: validateConfig stays on" = {
+      actual = nats1.services.nats.validateConfig;
+      expected = true;
+    };
+    "server: no nkey seed in the nats settings" = {
+      actual = helpers.seeds.count (builtins.toJSON natsSettings);
+      expected = 0;
+    };
+    "server: the firewall stays closed unless asked" = {
+      actual = lib.elem 4222 nats1.networking.firewall.allowedTCPPorts;
+      expected = false;
+    };
+    "full: JWT directory under dataDir, only the system account preloaded" = {
+      actual = {
+        inherit (full.services.nats.settings) resolver;
+        preload = lib.attrNames full.services.nats.settings.resolver_preload;
+      };
+      expected = {
+        resolver = {
+          type = "full";
+          dir = "${full.services.nats.dataDir}/jwt";
+          allow_delete = false;
+          interval = "2m";
+          timeout = "1.9s";
+        };
+        preload = [ serverJson.system_account ];
+      };
+    };
+    "full: jetstream, extra settings merged, firewall opened" = {
+      actual = {
+        inherit (full.services.nats) jetstream;
+        inherit (full.services.nats.settings) max_payload;
+        js = full.services.nats.settings.jetstream;
+        open = lib.elem 4222 full.networking.firewall.allowedTCPPorts;
+      };
+      expected = {
+        jetstream = true;
+        max_payload = 2097152;
+        js = {
+          enabled = true;
+          store_dir = full.services.nats.dataDir;
+        };
+        open = true;
+      };
+    };
+    "server: JetStream is off unless asked (not an empty, enabling block)" = {
+      actual = natsSettings.jetstream;
+      expected = {
+        enabled = false;
+      };
+    };
+    "credentials: LoadCredential on the target unit" = {
+      actual = person.serviceConfig.LoadCredential;
+      expected = [ "nats.creds:${run}/person-service.creds" ];
+    };
+    "credentials: the unit wants and follows the decrypt service" = {
+      actual = {
+        wants = lib.elem "clan-nats-credentials.service" person.wants;
+        after = lib.elem "clan-nats-credentials.service" person.after;
+      };
+      expected = {
+        wants = true;
+        after = true;
+      };
+    };
+    "credentials: the unit restarts when its .age file changes" = {
+      actual = map (f: lib.hasSuffix "/person-service.creds.age" (toString f)) restartTriggers;
+      expected = [ true ];
+    };
+    "credentials: the decrypted creds are under /run/clan-nats, not in the Nix store" = {
+      actual = map (path: lib.hasPrefix "${run}/" path && !lib.hasPrefix builtins.storeDir path) [
+        (lib.last (lib.splitString ":" (lib.head person.serviceConfig.LoadCredential)))
+        nats1.services.clan-nats.credentials.users.person-service.path
+      ];
+      expected = [
+        true
+        true
+      ];
+    };
+    "credentials: a oneshot, at boot, before its consumers" = {
+      actual = {
+        inherit (decrypt.serviceConfig) Type RemainAfterExit UMask;
+        wantedBy = decrypt.wantedBy;
+        before = decrypt.before;
+        stopIfChanged = decrypt.stopIfChanged;
+      };
+      expected = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        UMask = "0077";
+        wantedBy = [ "multi-user.target" ];
+        before = [ "person-service.service" ];
+        stopIfChanged = false;
+      };
+    };
+    "credentials: decrypted again on every switch" = {
+      actual = lib.hasInfix "clan-nats-credentials.service >> /run/nixos/activation-restart-list" (
+        activation.text
+      );
+      expected = true;
+    };
+    "credentials: a valid configuration has no failed assertion" = {
+      actual = ours nats1 ++ ours full;
+      expected = [ ];
+    };
+    "credentials: another host's creds are an error naming the option and the host" = {
+      actual = map namesOptionAndHost foreignMessages;
+      expected = [ true ];
+    };
+    "credentials: identityPaths defaults to the ssh host key" = {
+      actual = nats1.services.clan-nats.credentials.identityPaths;
+      expected = [ "/etc/ssh/ssh_host_ed25519_key" ];
+    };
+    "credentials: on a clan machine the clan machine key comes first" = {
+      actual = clanMachine.services.clan-nats.credentials.identityPaths;
+      expected = [
+        "/var/lib/sops-nix/key.txt"
+        "/etc/ssh/ssh_host_ed25519_key"
+      ];
+    };
+    "unused modules add no unit" = {
+      actual = {
+        decrypt = unused.systemd.services ? clan-nats-credentials;
+        nats = unused.services.nats.enable;
+      };
+      expected = {
+        decrypt = false;
+        nats = false;
+      };
+    };
+  };
+
+  failed = lib.filterAttrs (_: c: c.actual != c.expected) checks;
+  show = lib.generators.toPretty { };
+  explain = name: c: "- ${name}\n  expected: ${show c.expected}\n  actual:   ${show c.actual}\n";
+  failures = lib.concatStrings (lib.mapAttrsToList explain failed);
+  names = lib.attrNames checks;
+  echoOk = name: "echo ${lib.escapeShellArg "ok ${name}"}\n";
+in
+if failed != { } then
+  throw "clan-nats nixos-eval check failed:\n${failures}"
+else
+  pkgs.runCommand "clan-nats-nixos-eval" { } ''
+    ${lib.concatMapStrings echoOk names}
+    echo "nixos-eval: ${toString (lib.length names)} passed, 0 failed"
+    touch $out
+  ''

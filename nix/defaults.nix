@@ -1,0 +1,82 @@
+# Option defaults and the identity selection of the NixOS modules. builtins only.
+rec {
+  # services.clan-nats.server
+  port = 4222;
+  resolver = "memory";
+  # nixpkgs' services.nats.dataDir default; the "full" resolver keeps its JWTs below it.
+  dataDir = "/var/lib/nats";
+  fullResolver = {
+    subdir = "jwt";
+    allow_delete = false;
+    interval = "2m";
+    timeout = "1.9s";
+  };
+
+  # services.clan-nats.credentials
+  # Root-only ramfs that holds the decrypted creds. Keep in sync with the
+  # mount in nix/decrypt-script.nix and with nix/README.md.
+  runDir = "/run/clan-nats";
+  credentialName = "nats.creds";
+  decryptUnit = "clan-nats-credentials";
+
+  # Machine keys a host may decrypt with.
+  sshHostKey = "/etc/ssh/ssh_host_ed25519_key";
+  # clan-core: `${clan.core.vars.sops.secretUploadDirectory}/key.txt` (sops
+  # backend) and `${clan.core.vars.age.secretLocation}/key.txt` (age backend).
+  clanSopsDir = "/var/lib/sops-nix";
+  clanAgeDir = "/etc/secret-vars";
+
+  # The clan machine age key for a clan secret store, or null for a store
+  # that has no machine age key ("password-store", "custom", or no clan).
+  clanMachineKey =
+    {
+      secretStore ? null,
+      sopsSecretUploadDirectory ? clanSopsDir,
+      ageSecretLocation ? clanAgeDir,
+    }:
+    if secretStore == "sops" then
+      "${sopsSecretUploadDirectory}/key.txt"
+    else if secretStore == "age" then
+      "${ageSecretLocation}/key.txt"
+    else
+      null;
+
+  # The default of services.clan-nats.credentials.identityPaths, in order:
+  #   1. the clan machine key, when the machine is a clan machine (`clan` is
+  #      the clan settings, see clanMachineKey) with a sops or age store;
+  #   2. else sops-nix's `sops.age.keyFile`, when set;
+  #   3. then, always, the ed25519 ssh host keys (`services.openssh.hostKeys`
+  #      entries of type ed25519; /etc/ssh/ssh_host_ed25519_key by default),
+  #      so creds encrypted to a host's ssh key decrypt on a clan machine too.
+  # This only orders candidates and evaluates purely: which files exist is
+  # known on the machine, at boot. There the decrypt script skips the paths
+  # it cannot read and passes the rest to `age -d -i …` (age tries them all),
+  # and fails loudly when none is readable.
+  identityPaths =
+    {
+      clan ? null,
+      sopsAgeKeyFile ? null,
+      sshHostKeys ? [
+        {
+          type = "ed25519";
+          path = sshHostKey;
+        }
+      ],
+    }:
+    let
+      clanKey = if clan == null then null else clanMachineKey clan;
+      first =
+        if clanKey != null then
+          [ clanKey ]
+        else if sopsAgeKeyFile != null then
+          [ sopsAgeKeyFile ]
+        else
+          [ ];
+      isEd25519 = k: (k.type or null) == "ed25519" && k ? path;
+      ed25519 = map (k: k.path) (builtins.filter isEd25519 sshHostKeys);
+    in
+    unique (first ++ ed25519);
+
+  # The list without repeats, first occurrence kept.
+  unique = builtins.foldl' (acc: x: if builtins.elem x acc then acc else acc ++ [ x ]) [ ];
+}
