@@ -158,6 +158,8 @@ fn main() {
         let user = cfg["service_people"][7]["name"].as_str().unwrap();
         let account = cfg["service_people"][7]["organizational_unit"].as_str().unwrap().replace("Unit", "acct");
         let expected = vec![
+            "config.json".to_string(),
+            "governance/audit.jsonl".to_string(),
             "manifest.json".to_string(),
             format!("nsc/stores/bench/accounts/{account}/users/{user}.creds.age"),
             format!("nsc/stores/bench/accounts/{account}/users/{user}.jwt"),
@@ -180,7 +182,7 @@ fn main() {
     );
     println!("  re-run, no change:    {:>8.3} s  (0 files written)", median(noop_runs).as_secs_f64());
     println!(
-        "  re-run, one user:     {:>8.3} s  (1 JWT + its creds + manifest written)",
+        "  re-run, one user:     {:>8.3} s  (1 JWT + its creds, manifest, config, audit log)",
         median(one_runs).as_secs_f64()
     );
     println!("  crypto floor:         {:>8.3} s  (signatures + age encryptions only)", floor.as_secs_f64());

@@ -1,18 +1,20 @@
 //! The command line: argument definitions and a `run` that only parses and
-//! dispatches to the library. Output goes to an injected writer.
+//! dispatches to [`crate::ops`]. Output goes to an injected writer.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
-use crate::config::{self, ConfigError};
-use crate::generate::{self, Context, Existing, GenerateError, Rotation};
-use crate::nsc::{self, NscError};
-use crate::plan;
-use crate::store::{self, tree::StoreError};
-use crate::vault::{self, Identity, VaultError};
+pub use crate::error::Error;
+use crate::generate::Rotation;
+use crate::governance::{self, Governance, Member};
+use crate::manifest::Manifest;
+use crate::nsc;
+use crate::ops::{self, Outcome, Request};
+use crate::store::{self, MANIFEST};
+use crate::vault::Identity;
 use crate::verify;
 
 #[derive(Debug, Parser)]
@@ -22,7 +24,7 @@ use crate::verify;
     about = "Declarative NATS decentralized auth: an age-encrypted, nsc-compatible store from an organization config"
 )]
 pub struct Cli {
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (before or after the subcommand).
     #[arg(long, global = true)]
     pub json: bool,
     #[command(subcommand)]
@@ -46,6 +48,20 @@ pub struct StoreArgs {
     pub recipients: Vec<String>,
 }
 
+/// An existing store and the identity acting on it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DirArgs {
+    /// The store directory.
+    #[arg(long, alias = "out")]
+    pub dir: Utf8PathBuf,
+    /// The acting identity (the owner's for anything that changes the store).
+    #[arg(long)]
+    pub identity: Utf8PathBuf,
+    /// The config to reconcile with; default: the one the store was generated from.
+    #[arg(long)]
+    pub config: Option<Utf8PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate (or reconcile) the store in DIR from an organization config.
@@ -53,8 +69,8 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Check signatures, the operator → account → user chain, the layout and
-    /// every sha256; with an identity, decrypt and check every secret.
+    /// Check signatures, the operator → account → user chain, the layout, every
+    /// sha256, governance and recipients; with an identity, decrypt and check every secret.
     Verify {
         dir: Utf8PathBuf,
         #[arg(long)]
@@ -67,11 +83,8 @@ pub enum Command {
     },
     /// Write a plaintext nsc data dir and keystore (stores/, keys/) for the nsc and nats CLIs.
     ExportNsc {
-        /// The store directory.
-        #[arg(long)]
-        dir: Utf8PathBuf,
-        #[arg(long)]
-        identity: Utf8PathBuf,
+        #[command(flatten)]
+        dir: DirArgs,
         /// Where to write; must not exist or be empty. Holds plaintext seeds (dirs 0700, files 0600).
         #[arg(long)]
         to: Utf8PathBuf,
@@ -87,6 +100,36 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Start a store's governance: the owner identity, the operator keys, the
+    /// signed ownership record and the first audit entry.
+    Init {
+        #[arg(long)]
+        dir: Utf8PathBuf,
+        #[arg(long)]
+        owner_id: String,
+        #[arg(long)]
+        owner_name: String,
+        /// The owner's age identity; created (mode 0600) if missing.
+        #[arg(long)]
+        identity: Utf8PathBuf,
+    },
+    /// The team of specialists (owner only for changes).
+    Team {
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
+    /// The store's organization and the role of an identity in it.
+    Info {
+        #[arg(long)]
+        dir: Utf8PathBuf,
+        #[arg(long)]
+        identity: Option<Utf8PathBuf>,
+    },
+    /// The secrets of a store.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,73 +138,74 @@ pub enum RotateTarget {
     User {
         name: String,
         #[command(flatten)]
-        store: StoreArgs,
+        dir: DirArgs,
     },
     /// New identity and signing keys for an account; all its users are re-issued.
     Account {
         name: String,
         #[command(flatten)]
-        store: StoreArgs,
+        dir: DirArgs,
     },
     /// A new operator signing key; every account is re-signed.
     OperatorSigningKey {
         #[command(flatten)]
-        store: StoreArgs,
+        dir: DirArgs,
     },
     /// Refused: see the message.
     Operator {
         #[command(flatten)]
-        store: StoreArgs,
+        dir: DirArgs,
     },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Generate(#[from] GenerateError),
-    #[error("{0}")]
-    Vault(#[from] VaultError),
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("verification failed with {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
-    Verify(Vec<String>),
-    #[error("cannot write output: {0}")]
-    Output(#[from] std::io::Error),
-    #[error("{0}")]
-    Nsc(#[from] crate::nsc::NscError),
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Add a specialist: their recipient is added to the creds of their units' services.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// The specialist's age recipient (age1… or ssh-ed25519 …).
+        #[arg(long)]
+        recipient: String,
+        /// Comma-separated unit names; sub-units are included.
+        #[arg(long, value_delimiter = ',')]
+        units: Vec<String>,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
+    /// List the team, removed members included.
+    List {
+        #[arg(long)]
+        dir: Utf8PathBuf,
+    },
+    /// Remove a specialist: kept in the history as inactive, creds re-encrypted without them.
+    Remove {
+        #[arg(long)]
+        id: String,
+        /// Also rotate every user whose creds the member could read.
+        #[arg(long)]
+        rotate: bool,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
 }
 
-impl Error {
-    /// 2: bad input; 3: the identity may not do this (cannot decrypt); 1: anything else.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_) | Error::Usage(_) => 2,
-            Error::Generate(GenerateError::NotOwner { .. }) | Error::Nsc(NscError::NotOwner { .. }) => 3,
-            Error::Nsc(NscError::Input(_)) => 2,
-            Error::Vault(VaultError::BadRecipient(_)) => 2,
-            _ => 1,
-        }
-    }
-}
-
-/// Phase timings on stderr when `CLAN_NATS_TRACE` is set.
-struct Trace(Option<std::cell::Cell<std::time::Instant>>);
-
-impl Trace {
-    fn new() -> Trace {
-        Trace(std::env::var_os("CLAN_NATS_TRACE").map(|_| std::cell::Cell::new(std::time::Instant::now())))
-    }
-
-    fn mark(&self, what: &str) {
-        if let Some(t) = &self.0 {
-            eprintln!("clan-nats: {what}: {:.3} s", t.get().elapsed().as_secs_f64());
-            t.set(std::time::Instant::now());
-        }
-    }
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Every secret and who (by name) can decrypt it.
+    Status {
+        #[arg(long)]
+        dir: Utf8PathBuf,
+    },
+    /// Print a seed to stdout (owner only): operator, operator-signing,
+    /// account:NAME, account-signing:NAME, user:NAME, or a public key.
+    RequestKey {
+        name: String,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
 }
 
 /// The clock: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
@@ -177,138 +221,291 @@ Every server's `operator` setting, every account JWT and every user's creds chai
 re-roots trust everywhere at once. Rotate the operator signing key instead (`rotate operator-signing-key`); \
 if the identity key itself is compromised, create a new store with a new operator and migrate to it.";
 
+fn request<'a>(d: &'a DirArgs, action: &'a str, rotate: Option<Rotation>) -> Request<'a> {
+    Request {
+        config: d.config.as_deref(),
+        dir: &d.dir,
+        identity: &d.identity,
+        admins: None,
+        rotate,
+        imported: None,
+        action,
+        now: now(),
+    }
+}
+
+fn store_request<'a>(s: &'a StoreArgs, action: &'a str) -> Request<'a> {
+    Request {
+        config: Some(&s.config),
+        dir: &s.out,
+        identity: &s.identity,
+        admins: Some(s.recipients.clone()),
+        rotate: None,
+        imported: None,
+        action,
+        now: now(),
+    }
+}
+
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     let json = cli.json;
     match cli.command {
-        Command::Generate { store } => reconcile(&store, None, None, json, now(), out),
+        Command::Generate { store } => {
+            print_outcome(&ops::reconcile(store_request(&store, "generate"), None)?, &store.out, json, out)
+        }
         Command::Verify { dir, identity } => verify_cmd(&dir, identity.as_deref(), json, out),
         Command::Rotate { target } => {
-            let (store, rotation) = match target {
-                RotateTarget::User { name, store } => (store, Rotation::User(name)),
-                RotateTarget::Account { name, store } => (store, Rotation::Account(name)),
-                RotateTarget::OperatorSigningKey { store } => (store, Rotation::OperatorSigningKey),
+            let (d, rotation) = match target {
+                RotateTarget::User { name, dir } => (dir, Rotation::User(name)),
+                RotateTarget::Account { name, dir } => (dir, Rotation::Account(name)),
+                RotateTarget::OperatorSigningKey { dir } => (dir, Rotation::OperatorSigningKey),
                 RotateTarget::Operator { .. } => return Err(Error::Usage(OPERATOR_ROTATION_REFUSED.into())),
             };
-            reconcile(&store, Some(rotation), None, json, now(), out)
+            let details = json!({"rotated": format!("{rotation:?}")});
+            let outcome =
+                ops::reconcile(request(&d, "rotate", Some(rotation)), Some(Box::new(move |_, _| Ok(details))))?;
+            print_outcome(&outcome, &d.dir, json, out)
         }
-        Command::ExportNsc { dir, identity, to } => {
-            let id = Identity::load(&identity)?;
-            let tree = nsc::export_tree(&store::read_tree(&dir)?, &id)?;
-            nsc::write_private(&to, &tree)?;
+        Command::ExportNsc { dir, to } => {
+            let id = Identity::load(&dir.identity)?;
+            let tree = store::read_tree(&dir.dir)?;
+            let export = nsc::export_tree(&tree, &id)?;
+            nsc::write_private(&to, &export)?;
+            ops::record(&dir.dir, &id, "key-export", json!({"to": to, "what": "export-nsc"}), now())?;
             if json {
-                writeln!(out, "{}", serde_json::json!({"to": to, "files": tree.len()}))?;
+                writeln!(out, "{}", json!({"to": to, "files": export.len()}))?;
             } else {
                 writeln!(
                     out,
                     "{to}: {} file(s) in nsc layout (plaintext secrets: keep it private, delete it after use)",
-                    tree.len()
+                    export.len()
                 )?;
                 writeln!(out, "use: nsc --data-dir {to}/stores --keystore-dir {to}/keys describe operator")?;
             }
             Ok(())
         }
         Command::ImportNsc { from, keys, store } => {
-            let cfg = config::load(&store.config)?;
-            let plan = plan::plan(&cfg);
+            let cfg = crate::config::load(&store.config)?;
+            let plan = crate::plan::plan(&cfg);
             let imported = nsc::import_keys(&from, &keys, &plan)?;
-            reconcile(&store, None, Some(imported), json, now(), out)
+            let mut req = store_request(&store, "import-nsc");
+            req.imported = Some(imported);
+            print_outcome(&ops::reconcile(req, None)?, &store.out, json, out)
         }
+        Command::Init { dir, owner_id, owner_name, identity } => {
+            let (created, recipient) = ops::init(&dir, &owner_id, &owner_name, &identity, now())?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"dir": dir, "owner_id": owner_id, "owner_recipient": recipient, "identity_created": created})
+                )?;
+            } else {
+                if created {
+                    writeln!(out, "created owner identity {identity} (mode 0600); owner recipient: {recipient}")?;
+                }
+                writeln!(out, "{dir}: initialised for owner {owner_id}; next: clan-nats generate --config FILE --out {dir} --identity {identity}")?;
+            }
+            Ok(())
+        }
+        Command::Team { command } => team(command, json, out),
+        Command::Info { dir, identity } => info(&dir, identity.as_deref(), json, out),
+        Command::Vault { command } => vault(command, json, out),
     }
 }
 
-/// generate, rotate and import-nsc: validate, plan, reconcile, write.
-pub fn reconcile(
-    args: &StoreArgs,
-    rotate: Option<Rotation>,
-    imported: Option<HashMap<(String, String, String), String>>,
-    json: bool,
-    now: i64,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let (config_path, dir, identity_path) = (&args.config, &args.out, &args.identity);
-    let trace = Trace::new();
-    // Everything that can be wrong with the input is checked before anything is written.
-    let cfg = config::load(config_path)?;
-    let admins = args
-        .recipients
-        .iter()
-        .enumerate()
-        .map(|(i, r)| vault::parse_recipient(r).map_err(|e| Error::Usage(format!("--recipient #{}: {e}", i + 1))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let plan = plan::plan(&cfg);
-    trace.mark("config, validation and plan");
-    if let Some(r) = &rotate {
-        r.check(&plan).map_err(Error::Usage)?;
-    }
-    let mut existing = Existing::from_tree(store::read_tree(dir)?)?;
-    trace.mark("read the existing store");
-    if existing.manifest.is_some() {
-        if imported.is_some() {
-            return Err(Error::Usage(format!("{dir} already holds a store; import-nsc only starts a new one")));
-        }
-        if !identity_path.exists() {
-            // A new identity could never open the existing keystore: do not create one.
-            return Err(GenerateError::NotOwner {
-                path: dir.join(store::MANIFEST).to_string(),
-                identity: identity_path.to_string(),
-                reason: "that identity file does not exist (a new one is only created for a new store)".into(),
-            }
-            .into());
-        }
-    } else if rotate.is_some() {
-        return Err(Error::Usage(format!("{dir} holds no store to rotate keys in; run generate first")));
-    }
-    existing.imported = imported.unwrap_or_default();
-    let (identity, created) = Identity::load_or_create(identity_path)?;
-    let ctx = Context { identity: &identity, admins, now, rotate };
-    let tree = generate::build(&plan, &ctx, &existing)?;
-    trace.mark("reconcile, sign and encrypt");
-    let report = store::write_tree(dir, &tree, &existing.tree)?;
-    trace.mark("write");
-
-    let users: usize = plan.accounts.iter().map(|a| a.users.len()).sum();
+fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let users: usize = o.plan.accounts.iter().map(|a| a.users.len()).sum();
     if json {
-        let v = serde_json::json!({
+        let v = json!({
             "dir": dir,
-            "operator": plan.operator,
-            "accounts": plan.accounts.len(),
+            "operator": o.plan.operator,
+            "accounts": o.plan.accounts.len(),
             "users": users,
-            "identity_created": created,
-            "owner_recipient": identity.recipients.first(),
-            "changed": report.swapped,
-            "written": report.written,
-            "removed": report.removed,
+            "identity_created": o.identity_created,
+            "owner_recipient": o.owner_recipient,
+            "changed": o.report.swapped,
+            "written": o.report.written,
+            "removed": o.report.removed,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
-        if created {
-            writeln!(
-                out,
-                "created owner identity {identity_path} (mode 0600); owner recipient: {}",
-                identity.recipients[0]
-            )?;
+        if o.identity_created {
+            writeln!(out, "created owner identity (mode 0600); owner recipient: {}", o.owner_recipient)?;
         }
-        let what = if report.swapped {
-            format!("{} file(s) written, {} removed", report.written.len(), report.removed.len())
+        let what = if o.report.swapped {
+            format!("{} file(s) written, {} removed", o.report.written.len(), o.report.removed.len())
         } else {
             "unchanged".to_string()
         };
         writeln!(
             out,
             "{dir}: operator {}, {} account(s), {} user(s); {what}",
-            plan.operator,
-            plan.accounts.len(),
+            o.plan.operator,
+            o.plan.accounts.len(),
             users
         )?;
     }
     Ok(())
 }
 
+fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    match command {
+        TeamCommand::Add { id, name, recipient, units, dir } => {
+            let member = Member {
+                id: id.clone(),
+                name,
+                role: governance::record::SPECIALIST.into(),
+                recipient: crate::vault::parse_recipient(&recipient)
+                    .map_err(|e| Error::Usage(format!("--recipient: {e}")))?
+                    .text,
+                units,
+                added_at: governance::rfc3339(now()),
+                active: true,
+            };
+            let outcome = ops::reconcile(
+                request(&dir, "team-add", None),
+                Some(Box::new(move |g, m| ops::add_member(g, m, member))),
+            )?;
+            if json {
+                writeln!(out, "{}", json!({"added": id, "written": outcome.report.written}))?;
+            } else {
+                writeln!(out, "added {id}; {} file(s) re-encrypted or updated", outcome.report.written.len())?;
+            }
+            Ok(())
+        }
+        TeamCommand::List { dir } => {
+            let g = load_governance(&dir)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&g.ownership.team_members).expect("json"))?;
+            } else {
+                for m in &g.ownership.team_members {
+                    let state = if m.active { "active" } else { "removed" };
+                    writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{state}\tadded {}",
+                        m.id,
+                        m.name,
+                        m.role,
+                        m.units.join(","),
+                        m.added_at
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        TeamCommand::Remove { id, rotate, dir } => {
+            let readable = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+            let r2 = readable.clone();
+            let target = id.clone();
+            let outcome = ops::reconcile(
+                request(&dir, "team-remove", None),
+                Some(Box::new(move |g, m| {
+                    let (details, users) = ops::remove_member(g, m, &target)?;
+                    *r2.borrow_mut() = users;
+                    Ok(details)
+                })),
+            )?;
+            let users = readable.borrow().clone();
+            let mut rotated = Vec::new();
+            if rotate {
+                for u in &users {
+                    ops::reconcile(request(&dir, "rotate", Some(Rotation::User(u.clone()))), None)?;
+                    rotated.push(u.clone());
+                }
+            }
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"removed": id, "could_read": users, "rotated": rotated, "written": outcome.report.written})
+                )?;
+            } else {
+                writeln!(out, "removed {id}; their recipient is gone from every file")?;
+                writeln!(
+                    out,
+                    "they could read the creds of: {}",
+                    if users.is_empty() { "(none)".into() } else { users.join(", ") }
+                )?;
+                if rotate {
+                    writeln!(out, "rotated: {}", rotated.join(", "))?;
+                } else if !users.is_empty() {
+                    writeln!(out, "copies they kept stay valid until rotated: clan-nats team remove … --rotate, or rotate user NAME")?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_governance(dir: &Utf8Path) -> Result<Governance, Error> {
+    let tree = store::read_tree(dir)?;
+    Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance (run init or generate)")))
+}
+
+fn info(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let tree = store::read_tree(dir)?;
+    let gov = Governance::from_tree(&tree)?;
+    let m = tree.get(MANIFEST).and_then(|b| Manifest::parse(b).ok());
+    let id = identity.map(Identity::load).transpose()?;
+    let role = ops::role(gov.as_ref(), &tree, m.as_ref(), id.as_ref());
+    let org = json!({
+        "operator": m.as_ref().map(|m| m.operator.name.clone()),
+        "operator_public_key": m.as_ref().map(|m| m.operator.public_key.clone()),
+        "org_id": gov.as_ref().map(|g| g.ownership.org_id.clone()),
+        "owner_id": gov.as_ref().map(|g| g.ownership.owner_id.clone()),
+        "owner_name": gov.as_ref().map(|g| g.ownership.owner_name.clone()),
+        "team_members": gov.as_ref().map_or(0, |g| g.active().count()),
+    });
+    if json {
+        let v = json!({"app_name": "clan-nats", "app_release": env!("CARGO_PKG_VERSION"), "organization": org, "user_role": role});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
+    } else {
+        writeln!(out, "clan-nats {}", env!("CARGO_PKG_VERSION"))?;
+        writeln!(out, "organization: {}", serde_json::to_string(&org).expect("json"))?;
+        writeln!(out, "user_role: {role}")?;
+    }
+    Ok(())
+}
+
+fn vault(command: VaultCommand, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    match command {
+        VaultCommand::Status { dir } => {
+            let tree = store::read_tree(&dir)?;
+            let m = Manifest::parse(tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a store")))?)
+                .map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+            if json {
+                let v: Vec<_> = m
+                    .secrets
+                    .iter()
+                    .map(|(p, s)| json!({"path": p, "kind": s.kind, "readers": s.recipients}))
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
+            } else {
+                for (p, s) in &m.secrets {
+                    writeln!(out, "{p}\t{}\t{}", s.kind, s.recipients.join(", "))?;
+                }
+            }
+            Ok(())
+        }
+        VaultCommand::RequestKey { name, dir } => {
+            let id = Identity::load(&dir.identity)?;
+            let seed = ops::request_key(&dir.dir, &id, &name, now())?;
+            if json {
+                writeln!(out, "{}", json!({"name": name, "seed": seed}))?;
+            } else {
+                writeln!(out, "{seed}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub fn verify_cmd(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let id = identity.map(Identity::load).transpose()?;
     let report = verify::verify(dir, id.as_ref());
     if json {
-        let v = serde_json::json!({
+        let v = json!({
             "dir": dir,
             "ok": report.problems.is_empty(),
             "problems": report.problems,

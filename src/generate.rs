@@ -43,6 +43,18 @@ pub struct Context<'a> {
     pub now: i64,
     /// Make a new key for this entity instead of reading the old one back.
     pub rotate: Option<Rotation>,
+    /// Active specialists: each reads the creds of the services in the units it covers.
+    pub specialists: Vec<Specialist>,
+    /// The config the store is generated from, kept as `DIR/config.json`.
+    pub config_json: Vec<u8>,
+}
+
+/// A team member's read access, from the governance record.
+pub struct Specialist {
+    pub id: String,
+    pub recipient: Recipient,
+    /// The units named for the member and all their sub-units.
+    pub units: BTreeSet<String>,
 }
 
 /// What `clan-nats rotate` replaces.
@@ -122,6 +134,10 @@ impl Existing {
         self.manifest.as_ref().map(|m| &m.keys[*i])
     }
 }
+
+/// `DIR/config.json`: the config the store was generated from (public data),
+/// so that rotate and team commands can reconcile without being given it.
+pub const CONFIG: &str = "config.json";
 
 /// A named recipient.
 struct Named<'a> {
@@ -344,6 +360,10 @@ impl<'a> Builder<'a> {
         for (h, r) in &self.hosts {
             recipients.insert(format!("host:{h}"), r.text.clone());
         }
+        for sp in &self.ctx.specialists {
+            recipients.insert(format!("specialist:{}", sp.id), sp.recipient.text.clone());
+        }
+        out.insert(CONFIG.into(), self.ctx.config_json.clone());
         keys.sort_by(|x, y| (&x.role, &x.account, &x.user).cmp(&(&y.role, &y.account, &y.user)));
         let manifest = Manifest {
             format: manifest::FORMAT,
@@ -356,6 +376,7 @@ impl<'a> Builder<'a> {
                 jwt: layout.operator_jwt(),
             },
             accounts: account_entries,
+            units: plan.units.clone(),
             hosts,
             recipients,
             keys,
@@ -381,8 +402,11 @@ impl<'a> Builder<'a> {
             Issue::Sign(mut c, iat) => c.encode(signer.expect("loaded when anything is signed"), iat)?,
         };
         let creds_path = layout.user_creds(&a.name, &u.name);
-        let hosts: Vec<Named> =
+        let mut hosts: Vec<Named> =
             u.hosts.iter().map(|h| Named { name: format!("host:{h}"), recipient: &self.hosts[h.as_str()] }).collect();
+        for s in self.ctx.specialists.iter().filter(|s| s.units.contains(&u.unit)) {
+            hosts.push(Named { name: format!("specialist:{}", s.id), recipient: &s.recipient });
+        }
         // An unchanged JWT of an unchanged key means unchanged creds: only the recipients can differ.
         let creds = match self.keep(&creds_path, &hosts).filter(|_| kept && k.fresh.is_none()) {
             Some(s) => s,

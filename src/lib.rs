@@ -6,10 +6,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod generate;
+pub mod governance;
 pub mod jwt;
 pub mod manifest;
 pub mod nsc;
+pub mod ops;
 pub mod plan;
 pub mod store;
 pub mod vault;

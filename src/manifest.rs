@@ -19,13 +19,17 @@ pub struct Manifest {
     pub generator: String,
     pub operator: OperatorEntry,
     pub accounts: Vec<AccountEntry>,
+    /// The unit tree (who covers what for specialists).
+    #[serde(default)]
+    pub units: Vec<crate::plan::UnitPlan>,
     pub hosts: Vec<HostEntry>,
     /// Recipient name → recipient (`owner`, `admin-N`, `host:<name>`).
     pub recipients: BTreeMap<String, String>,
     pub keys: Vec<KeyEntry>,
     /// Encrypted file → what it holds and who can read it.
     pub secrets: BTreeMap<String, SecretEntry>,
-    /// Every file of the store but this one → `sha256:<hex>`.
+    /// Every file of the store but this one and `governance/` (which carries its
+    /// own signatures) → `sha256:<hex>`.
     pub files: BTreeMap<String, String>,
 }
 
@@ -131,6 +135,11 @@ impl Manifest {
 
     pub fn account(&self, name: &str) -> Option<&AccountEntry> {
         self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// Unit → parent, for [`crate::governance::covered_units`].
+    pub fn unit_parents(&self) -> BTreeMap<String, Option<String>> {
+        self.units.iter().map(|u| (u.name.clone(), u.parent.clone())).collect()
     }
 
     pub fn key(&self, role: &str, account: &str, user: &str) -> Option<&KeyEntry> {

@@ -24,6 +24,17 @@ pub struct Plan {
     /// The owner's recipient from the config's `owner` block, if any.
     pub owner_recipient: Option<String>,
     pub owner_id: Option<String>,
+    pub owner_name: Option<String>,
+    /// Every unit with its parent and account, in config order.
+    pub units: Vec<UnitPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitPlan {
+    pub name: String,
+    pub parent: Option<String>,
+    pub account: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +242,13 @@ pub fn plan(c: &Config) -> Plan {
         hosts,
         owner_recipient: c.owner.as_ref().and_then(|o| o.age_recipient.clone()),
         owner_id: c.owner.as_ref().and_then(|o| o.id.clone()),
+        owner_name: c.owner.as_ref().and_then(|o| o.name.clone()),
+        units: c
+            .organizational_units
+            .iter()
+            .zip(&unit_account)
+            .map(|(u, a)| UnitPlan { name: u.name.clone(), parent: u.parent.clone(), account: a.clone() })
+            .collect(),
     }
 }
 

@@ -7,6 +7,7 @@ use camino::Utf8Path;
 use nkeys::KeyPair;
 
 use crate::generate;
+use crate::governance::Governance;
 use crate::jwt::{creds, AccountClaims, OperatorClaims, UserClaims};
 use crate::manifest::{self, Manifest};
 use crate::store::{self, key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
@@ -63,6 +64,13 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
         }
     };
     check_digests(tree, &m, r);
+    governance(tree, mbytes, &m, r);
+    recipients(tree, &m, r);
+    if m.operator.jwt.is_empty() {
+        // Initialised (`init`) but not generated yet: only keys and governance exist.
+        keys(tree, &m, identity, r);
+        return;
+    }
 
     let layout = Layout::new(&m.operator.name);
     match tree.get(&layout.nsc_info()) {
@@ -121,6 +129,117 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
     keys(tree, &m, identity, r);
 }
 
+/// The ownership record, its signature and the audit chain, all by the
+/// operator identity key; the last audited manifest is the current one.
+fn governance(tree: &Tree, manifest_bytes: &[u8], m: &Manifest, r: &mut Report) {
+    let g = match Governance::from_tree(tree) {
+        Ok(Some(g)) => g,
+        Ok(None) => {
+            r.bad(crate::governance::OWNERSHIP, "missing: the store has no governance record");
+            return;
+        }
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return;
+        }
+    };
+    r.problems.extend(g.check(&m.operator.public_key));
+    let audited = g.audit.entries.iter().rev().find_map(|e| e.details.get("manifest").and_then(|v| v.as_str()));
+    let current = crate::governance::sha256_tagged(manifest_bytes);
+    if audited != Some(current.as_str()) {
+        r.bad(MANIFEST, "is not the manifest recorded by the last signed audit entry (edited outside clan-nats)");
+    }
+    if m.recipients.get("owner") != Some(&g.ownership.owner_recipient) {
+        r.bad(MANIFEST, "the owner recipient is not the one in the signed ownership record");
+    }
+    for member in &g.ownership.team_members {
+        let name = format!("specialist:{}", member.id);
+        if member.active && m.recipients.get(&name).is_some_and(|t| *t != member.recipient) {
+            r.bad(MANIFEST, format!("{name} is not the recipient in the signed ownership record"));
+        }
+    }
+    // Who may read what: owner (and admins) for seeds; plus the hosts running a
+    // service and the active specialists of its unit for its creds.
+    let parents = m.unit_parents();
+    let owners: BTreeSet<&str> =
+        m.recipients.keys().filter(|k| k.starts_with("owner") || k.starts_with("admin-")).map(String::as_str).collect();
+    let creds: BTreeMap<&str, &crate::manifest::UserEntry> =
+        m.accounts.iter().flat_map(|a| &a.users).map(|u| (u.creds.as_str(), u)).collect();
+    for (path, s) in &m.secrets {
+        let mut allowed: BTreeSet<String> = owners.iter().map(|o| o.to_string()).collect();
+        if let Some(u) = creds.get(path.as_str()) {
+            allowed.extend(u.hosts.iter().map(|h| format!("host:{h}")));
+            for member in g.active() {
+                if crate::governance::covered_units(&member.units, &parents).contains(&u.unit) {
+                    allowed.insert(format!("specialist:{}", member.id));
+                }
+            }
+        } else if s.kind != "seed" {
+            r.bad(path, "a secret that is neither a seed nor a user's creds");
+        }
+        let have: BTreeSet<String> = s.recipients.iter().cloned().collect();
+        if have != allowed {
+            let extra: Vec<&String> = have.difference(&allowed).collect();
+            let missing: Vec<&String> = allowed.difference(&have).collect();
+            r.bad(
+                path,
+                format!("recipients differ from what governance allows (extra: {extra:?}, missing: {missing:?})"),
+            );
+        }
+    }
+}
+
+/// Each `.age` file's header must hold exactly one stanza per declared
+/// recipient, of the right type, and the declared set must hash as recorded.
+fn recipients(tree: &Tree, m: &Manifest, r: &mut Report) {
+    for (path, s) in &m.secrets {
+        let texts: Vec<&str> = s.recipients.iter().filter_map(|n| m.recipients.get(n).map(String::as_str)).collect();
+        if texts.len() != s.recipients.len() {
+            r.bad(path, "a recipient name is not in the manifest's recipients table");
+            continue;
+        }
+        if crate::manifest::recipients_digest(&texts) != s.recipients_sha256 {
+            r.bad(path, "recipients_sha256 does not match the named recipients");
+        }
+        let distinct: BTreeSet<&str> = texts.iter().copied().collect();
+        let want_x = distinct.iter().filter(|t| t.starts_with("age1")).count();
+        let want_ssh = distinct.iter().filter(|t| t.starts_with("ssh-ed25519")).count();
+        let Some(bytes) = tree.get(path) else { continue };
+        match age_stanzas(bytes) {
+            None => r.bad(path, "not an age file"),
+            Some((x, ssh, other)) => {
+                if (x, ssh, other) != (want_x, want_ssh, 0) {
+                    r.bad(
+                        path,
+                        format!("encrypted to {x} X25519 + {ssh} ssh-ed25519 + {other} other recipient(s), the manifest declares {want_x} + {want_ssh} + 0"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Count the recipient stanzas of an age header: (X25519, ssh-ed25519, other).
+pub fn age_stanzas(bytes: &[u8]) -> Option<(usize, usize, usize)> {
+    let header_end = bytes.windows(4).position(|w| w == b"\n---")?;
+    let header = std::str::from_utf8(&bytes[..header_end]).ok()?;
+    let mut lines = header.lines();
+    if lines.next()? != "age-encryption.org/v1" {
+        return None;
+    }
+    let (mut x, mut ssh, mut other) = (0, 0, 0);
+    for l in lines.filter(|l| l.starts_with("-> ")) {
+        match l.split(' ').nth(1) {
+            Some("X25519") => x += 1,
+            Some("ssh-ed25519") => ssh += 1,
+            // age implementations add random "grease" stanzas that no identity matches.
+            Some(t) if t.ends_with("-grease") => {}
+            _ => other += 1,
+        }
+    }
+    Some((x, ssh, other))
+}
+
 fn text<'t>(tree: &'t Tree, path: &str, r: &mut Report) -> Option<&'t str> {
     match tree.get(path).map(|b| std::str::from_utf8(b)) {
         Some(Ok(t)) => Some(t),
@@ -137,7 +256,7 @@ fn text<'t>(tree: &'t Tree, path: &str, r: &mut Report) -> Option<&'t str> {
 
 fn check_digests(tree: &Tree, m: &Manifest, r: &mut Report) {
     for (path, bytes) in tree {
-        if path == MANIFEST {
+        if path == MANIFEST || path.starts_with("governance/") {
             continue;
         }
         match m.files.get(path) {

@@ -109,6 +109,8 @@ fn a_permission_change_reissues_exactly_that_user() {
     assert_eq!(
         changed(&before, &after),
         [
+            "config.json".to_string(),
+            "governance/audit.jsonl".to_string(),
             "manifest.json".to_string(),
             format!("{CORE}/users/person-service.creds.age"),
             format!("{CORE}/users/person-service.jwt"),
@@ -131,7 +133,8 @@ fn adding_and_removing_a_host_re_encrypts_only_that_service() {
     f.generate();
     let after = f.files();
     let git = "nsc/stores/thecowboyai/accounts/development/users/git-service.creds.age";
-    assert_eq!(changed(&before, &after), ["manifest.json".to_string(), git.to_string()]);
+    let expected = ["config.json", "governance/audit.jsonl", "manifest.json", git];
+    assert_eq!(changed(&before, &after), expected);
     assert!(f.manifest().secrets[git].recipients.contains(&"host:media1".to_string()));
     f.edit(|v| {
         let s = v["hosts"][2]["services"].as_array_mut().unwrap();
@@ -139,7 +142,7 @@ fn adding_and_removing_a_host_re_encrypts_only_that_service() {
     });
     f.generate();
     let again = f.files();
-    assert_eq!(changed(&after, &again), ["manifest.json".to_string(), git.to_string()]);
+    assert_eq!(changed(&after, &again), expected);
     assert!(!f.manifest().secrets[git].recipients.contains(&"host:media1".to_string()));
     // Same recipients and plaintext as at first, but a fresh ciphertext: age is randomized.
     assert_eq!(f.manifest().secrets[git], Manifest::parse(&before["manifest.json"]).unwrap().secrets[git]);

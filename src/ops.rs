@@ -1,0 +1,435 @@
+//! The operations behind the commands: each reads the store, changes what it
+//! must, reconciles and writes atomically. The CLI only parses and prints.
+
+use std::collections::HashMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use nkeys::KeyPair;
+
+use crate::config;
+use crate::error::Error;
+use crate::generate::{self, Context, Existing, GenerateError, Rotation, Specialist, CONFIG};
+use crate::governance::{self, Governance, GovernanceError, Member};
+use crate::manifest::Manifest;
+use crate::plan::{self, Plan};
+use crate::store::{self, Tree, WriteReport, MANIFEST};
+use crate::vault::{self, Identity};
+
+/// What a reconcile is asked to do.
+pub struct Request<'a> {
+    /// The config; `None` means the one the store was generated from (`DIR/config.json`).
+    pub config: Option<&'a Utf8Path>,
+    pub dir: &'a Utf8Path,
+    pub identity: &'a Utf8Path,
+    /// Admin recipients; `None` keeps the store's current ones.
+    pub admins: Option<Vec<String>>,
+    pub rotate: Option<Rotation>,
+    pub imported: Option<HashMap<(String, String, String), String>>,
+    /// The audit action recorded when the store changes.
+    pub action: &'a str,
+    pub now: i64,
+}
+
+/// What a reconcile did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub plan: Plan,
+    pub report: WriteReport,
+    pub identity_created: bool,
+    pub owner_recipient: String,
+}
+
+/// A change to the governance record, applied with the operator key in hand.
+pub type GovernanceChange<'a> = Box<dyn FnOnce(&mut Governance, &Manifest) -> Result<serde_json::Value, Error> + 'a>;
+
+/// Phase timings on stderr when `CLAN_NATS_TRACE` is set.
+struct Trace(Option<std::cell::Cell<std::time::Instant>>);
+
+impl Trace {
+    fn new() -> Trace {
+        Trace(std::env::var_os("CLAN_NATS_TRACE").map(|_| std::cell::Cell::new(std::time::Instant::now())))
+    }
+
+    fn mark(&self, what: &str) {
+        if let Some(t) = &self.0 {
+            eprintln!("clan-nats: {what}: {:.3} s", t.get().elapsed().as_secs_f64());
+            t.set(std::time::Instant::now());
+        }
+    }
+}
+
+fn config_of(req: &Request, existing: &Tree) -> Result<(Utf8PathBuf, Vec<u8>), Error> {
+    match req.config {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| config::ConfigError {
+                file: p.to_owned(),
+                issues: vec![config::Issue { path: String::new(), message: format!("cannot read: {e}") }],
+            })?;
+            Ok((p.to_owned(), bytes))
+        }
+        None => existing
+            .get(CONFIG)
+            .map(|b| (req.dir.join(CONFIG), b.clone()))
+            .ok_or_else(|| Error::Usage(format!("{}: no {CONFIG} in the store; pass --config", req.dir))),
+    }
+}
+
+/// validate → plan → reconcile with the existing store → sign, encrypt → governance → atomic write.
+pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outcome, Error> {
+    let trace = Trace::new();
+    let old_tree = store::read_tree(req.dir)?;
+    // Everything that can be wrong with the input is checked before anything is written.
+    let (config_path, config_bytes) = config_of(&req, &old_tree)?;
+    let text = String::from_utf8(config_bytes.clone()).map_err(|_| config::ConfigError {
+        file: config_path.clone(),
+        issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
+    })?;
+    let cfg = config::parse(&config_path, &text)?;
+    let issues = config::validate::validate(&cfg);
+    if !issues.is_empty() {
+        return Err(config::ConfigError { file: config_path, issues }.into());
+    }
+    let plan = plan::plan(&cfg);
+    trace.mark("config, validation and plan");
+    if let Some(r) = &req.rotate {
+        r.check(&plan).map_err(Error::Usage)?;
+    }
+    let mut existing = Existing::from_tree(old_tree)?;
+    let gov = Governance::from_tree(&existing.tree)?;
+    trace.mark("read the existing store");
+    let admins: Vec<String> = match &req.admins {
+        Some(a) => a.clone(),
+        None => existing
+            .manifest
+            .as_ref()
+            .map(|m| m.recipients.iter().filter(|(k, _)| k.starts_with("admin-")).map(|(_, v)| v.clone()).collect())
+            .unwrap_or_default(),
+    };
+    let admins = admins
+        .iter()
+        .enumerate()
+        .map(|(i, r)| vault::parse_recipient(r).map_err(|e| Error::Usage(format!("--recipient #{}: {e}", i + 1))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if existing.manifest.is_some() {
+        if req.imported.is_some() {
+            return Err(Error::Usage(format!("{} already holds a store; import-nsc only starts a new one", req.dir)));
+        }
+        if !req.identity.exists() {
+            // A new identity could never open the existing keystore: do not create one.
+            return Err(GenerateError::NotOwner {
+                path: req.dir.join(MANIFEST).to_string(),
+                identity: req.identity.to_string(),
+                reason: "that identity file does not exist (a new one is only created for a new store)".into(),
+            }
+            .into());
+        }
+    } else if req.rotate.is_some() || change.is_some() {
+        return Err(Error::Usage(format!("{} holds no store yet; run generate first", req.dir)));
+    }
+    existing.imported = req.imported.unwrap_or_default();
+    let (identity, created) = Identity::load_or_create(req.identity)?;
+
+    // Governance: apply the change first (it may add or remove specialists).
+    let mut gov = gov;
+    let mut details = serde_json::json!({});
+    let mut operator: Option<KeyPair> = None;
+    if let (Some(change), Some(g)) = (change, gov.as_mut()) {
+        let m = existing.manifest.as_ref().expect("checked above");
+        let op = operator_key(&existing.tree, m, &identity)?;
+        details = change(g, m)?;
+        g.resign(&op, req.now);
+        operator = Some(op);
+    }
+    let parents: std::collections::BTreeMap<String, Option<String>> =
+        plan.units.iter().map(|u| (u.name.clone(), u.parent.clone())).collect();
+    let specialists = gov
+        .as_ref()
+        .map(|g| {
+            g.active()
+                .map(|m| {
+                    Ok(Specialist {
+                        id: m.id.clone(),
+                        recipient: vault::parse_recipient(&m.recipient)?,
+                        units: governance::covered_units(&m.units, &parents),
+                    })
+                })
+                .collect::<Result<Vec<_>, vault::VaultError>>()
+        })
+        .transpose()?
+        .unwrap_or_default();
+
+    let ctx = Context {
+        identity: &identity,
+        admins,
+        now: req.now,
+        rotate: req.rotate,
+        specialists,
+        config_json: config_bytes,
+    };
+    let mut tree = generate::build(&plan, &ctx, &existing)?;
+    trace.mark("reconcile, sign and encrypt");
+
+    // Record the change in the audit log, signed by the owner.
+    let store_changed = tree
+        .iter()
+        .filter(|(k, _)| !k.starts_with("governance/"))
+        .ne(existing.tree.iter().filter(|(k, _)| !k.starts_with("governance/")));
+    let new_manifest = Manifest::parse(&tree[MANIFEST]).expect("just built");
+    let actor =
+        gov.as_ref().map_or_else(|| plan.owner_id.clone().unwrap_or_else(|| "owner".into()), |g| actor(g, &identity));
+    let gov = match gov {
+        None => {
+            let op = operator_key(&tree, &new_manifest, &identity)?;
+            let owner_id = plan.owner_id.clone().unwrap_or_else(|| "owner".into());
+            let owner_name = plan.owner_name.clone().unwrap_or_else(|| owner_id.clone());
+            let mut g = Governance::init(&owner_id, &owner_name, &identity.recipients[0], &op, req.now);
+            g.audit.append(&op, req.now, &owner_id, req.action, summary(&tree, &existing.tree, details));
+            Some(g)
+        }
+        Some(mut g) if store_changed || operator.is_some() => {
+            let op = match operator.take() {
+                Some(op) => op,
+                None => operator_key(&tree, &new_manifest, &identity)?,
+            };
+            g.audit.append(&op, req.now, &actor, req.action, summary(&tree, &existing.tree, details));
+            Some(g)
+        }
+        other => other,
+    };
+    if let Some(g) = &gov {
+        tree.extend(g.to_files());
+    }
+    let report = store::write_tree(req.dir, &tree, &existing.tree)?;
+    trace.mark("write");
+    Ok(Outcome { plan, report, identity_created: created, owner_recipient: identity.recipients[0].clone() })
+}
+
+fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = details.as_object_mut() {
+        o.insert("manifest".into(), governance::sha256_tagged(&new[MANIFEST]).into());
+    }
+    let changed = new.iter().filter(|(k, v)| !k.starts_with("governance/") && old.get(*k) != Some(*v)).count();
+    let removed = old.keys().filter(|k| !k.starts_with("governance/") && !new.contains_key(*k)).count();
+    if let Some(o) = details.as_object_mut() {
+        o.insert("files_changed".into(), changed.into());
+        o.insert("files_removed".into(), removed.into());
+    }
+    details
+}
+
+/// The operator identity key, which only the owner (and admins) can decrypt.
+pub fn operator_key(tree: &Tree, m: &Manifest, identity: &Identity) -> Result<KeyPair, Error> {
+    let entry = m.key("operator", "", "").ok_or_else(|| Error::Usage("the store has no operator key".into()))?;
+    let ct = tree.get(&entry.path).ok_or_else(|| Error::Usage(format!("{}: missing", entry.path)))?;
+    let plain = identity.decrypt(ct).map_err(|_| {
+        GovernanceError::NotMaster(format!("{} cannot decrypt the operator key ({})", identity.path, entry.path))
+    })?;
+    KeyPair::from_seed(String::from_utf8_lossy(&plain).trim())
+        .map_err(|e| Error::Usage(format!("{}: not a seed: {e}", entry.path)))
+}
+
+/// The role of an identity in a store.
+pub fn role(gov: Option<&Governance>, tree: &Tree, m: Option<&Manifest>, identity: Option<&Identity>) -> &'static str {
+    let (Some(g), Some(id)) = (gov, identity) else { return "none" };
+    let can_sign = m.is_some_and(|m| operator_key(tree, m, id).is_ok());
+    if id.recipients.contains(&g.ownership.owner_recipient) && can_sign {
+        "master"
+    } else if g.active().any(|mem| id.recipients.contains(&mem.recipient)) {
+        "specialist"
+    } else {
+        "none"
+    }
+}
+
+/// `team add`: validate the member, then add it (or re-activate it).
+pub fn add_member(g: &mut Governance, m: &Manifest, member: Member) -> Result<serde_json::Value, Error> {
+    vault::parse_recipient(&member.recipient).map_err(|e| Error::Usage(format!("--recipient: {e}")))?;
+    let known: std::collections::BTreeSet<&str> = m.units.iter().map(|u| u.name.as_str()).collect();
+    if member.units.is_empty() {
+        return Err(Error::Usage("--units: name at least one unit".into()));
+    }
+    for u in &member.units {
+        if !known.contains(u.as_str()) {
+            return Err(Error::Usage(format!(
+                "--units: unknown unit {u:?} (units: {})",
+                known.iter().copied().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    if member.id.trim().is_empty() {
+        return Err(Error::Usage("--id is empty".into()));
+    }
+    if member.recipient == g.ownership.owner_recipient {
+        return Err(Error::Usage("that recipient is the owner's".into()));
+    }
+    if g.ownership.team_members.iter().any(|x| x.active && x.id != member.id && x.recipient == member.recipient) {
+        return Err(Error::Usage("that recipient already belongs to another active member".into()));
+    }
+    let details =
+        serde_json::json!({"id": member.id, "name": member.name, "units": member.units, "recipient": member.recipient});
+    // An active member of that id is replaced; a removed one stays in the history.
+    g.ownership.team_members.retain(|x| x.id != member.id || !x.active);
+    g.ownership.team_members.push(member);
+    Ok(details)
+}
+
+/// `team remove`: keep the member in the history, inactive. Returns the users
+/// whose creds the member could read.
+pub fn remove_member(g: &mut Governance, m: &Manifest, id: &str) -> Result<(serde_json::Value, Vec<String>), Error> {
+    let member = g
+        .ownership
+        .team_members
+        .iter_mut()
+        .find(|x| x.id == id && x.active)
+        .ok_or_else(|| Error::Usage(format!("no active team member {id:?}")))?;
+    member.active = false;
+    let covered = governance::covered_units(&member.units, &m.unit_parents());
+    let readable: Vec<String> = m
+        .accounts
+        .iter()
+        .flat_map(|a| &a.users)
+        .filter(|u| covered.contains(&u.unit))
+        .map(|u| u.name.clone())
+        .collect();
+    Ok((serde_json::json!({"id": id, "could_read": readable}), readable))
+}
+
+/// Append an audit entry to a store (owner only: it is signed with the operator key).
+pub fn record(
+    dir: &Utf8Path,
+    identity: &Identity,
+    action: &str,
+    details: serde_json::Value,
+    now: i64,
+) -> Result<(), Error> {
+    let tree = store::read_tree(dir)?;
+    let Some(mut g) = Governance::from_tree(&tree)? else { return Ok(()) };
+    let m = manifest_of(dir, &tree)?;
+    let op = operator_key(&tree, &m, identity)?;
+    let actor = actor(&g, identity);
+    g.audit.append(&op, now, &actor, action, details);
+    let mut new = tree.clone();
+    new.extend(g.to_files());
+    store::write_tree(dir, &new, &tree)?;
+    Ok(())
+}
+
+fn actor(g: &Governance, identity: &Identity) -> String {
+    if identity.recipients.contains(&g.ownership.owner_recipient) {
+        g.ownership.owner_id.clone()
+    } else {
+        format!("admin:{}", identity.recipients[0])
+    }
+}
+
+fn manifest_of(dir: &Utf8Path, tree: &Tree) -> Result<Manifest, Error> {
+    let bytes =
+        tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a clan-nats store (no {MANIFEST})")))?;
+    Manifest::parse(bytes).map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))
+}
+
+/// `vault request-key`: the seed of one key, for the owner only. Anyone else
+/// cannot decrypt the keystore, whatever flags or files they change.
+pub fn request_key(dir: &Utf8Path, identity: &Identity, name: &str, now: i64) -> Result<String, Error> {
+    let tree = store::read_tree(dir)?;
+    let m = manifest_of(dir, &tree)?;
+    let op = operator_key(&tree, &m, identity)?;
+    let (role, rest) = name.split_once(':').unwrap_or((name, ""));
+    let entry = m
+        .keys
+        .iter()
+        .find(|k| match role {
+            "operator" | "operator-signing" => k.role == role && rest.is_empty(),
+            "account" | "account-signing" => k.role == role && k.account == rest,
+            "user" => k.role == "user" && k.user == rest,
+            _ => k.public_key == name,
+        })
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no key {name:?}: use operator, operator-signing, account:NAME, account-signing:NAME, user:NAME or a public key"
+            ))
+        })?;
+    let plain = identity
+        .decrypt(&tree[&entry.path])
+        .map_err(|_| GovernanceError::NotMaster(format!("{} cannot decrypt {}", identity.path, entry.path)))?;
+    if let Some(mut g) = Governance::from_tree(&tree)? {
+        let actor = actor(&g, identity);
+        g.audit.append(&op, now, &actor, "key-export", serde_json::json!({"key": entry.public_key, "name": name}));
+        let mut new = tree.clone();
+        new.extend(g.to_files());
+        store::write_tree(dir, &new, &tree)?;
+    }
+    Ok(String::from_utf8_lossy(&plain).trim().to_string())
+}
+
+/// `init`: the owner identity, the operator keys and governance in an empty DIR;
+/// `generate` adopts them later. Returns (identity created, owner recipient).
+pub fn init(
+    dir: &Utf8Path,
+    owner_id: &str,
+    owner_name: &str,
+    identity_path: &Utf8Path,
+    now: i64,
+) -> Result<(bool, String), Error> {
+    if owner_id.trim().is_empty() {
+        return Err(Error::Usage("--owner-id is empty".into()));
+    }
+    let old = store::read_tree(dir)?;
+    if !old.is_empty() {
+        return Err(Error::Usage(format!("{dir}: not empty; init only starts a new store")));
+    }
+    let (identity, created) = Identity::load_or_create(identity_path)?;
+    let owner = vault::parse_recipient(&identity.recipients[0])?;
+    let mut tree = Tree::new();
+    let mut keys = Vec::new();
+    let mut secrets = std::collections::BTreeMap::new();
+    let (op, sk) = (KeyPair::new_operator(), KeyPair::new_operator());
+    for (kp, role) in [(&op, "operator"), (&sk, "operator-signing")] {
+        let seed = kp.seed().map_err(|e| Error::Usage(e.to_string()))?;
+        let path = store::key_path(&kp.public_key());
+        tree.insert(path.clone(), vault::encrypt(seed.as_bytes(), &[&owner])?);
+        secrets.insert(
+            path.clone(),
+            crate::manifest::SecretEntry {
+                kind: "seed".into(),
+                recipients: vec!["owner".into()],
+                recipients_sha256: crate::manifest::recipients_digest(&[owner.text.as_str()]),
+                plaintext_sha256: crate::manifest::sha256_hex(seed.as_bytes()),
+            },
+        );
+        keys.push(crate::manifest::KeyEntry {
+            public_key: kp.public_key(),
+            role: role.into(),
+            account: String::new(),
+            user: String::new(),
+            path,
+        });
+    }
+    let manifest = Manifest {
+        format: crate::manifest::FORMAT,
+        generator: "clan-nats".into(),
+        operator: crate::manifest::OperatorEntry {
+            name: String::new(),
+            public_key: op.public_key(),
+            signing_keys: vec![sk.public_key()],
+            system_account: String::new(),
+            jwt: String::new(),
+        },
+        accounts: vec![],
+        units: vec![],
+        hosts: vec![],
+        recipients: [("owner".to_string(), owner.text.clone())].into_iter().collect(),
+        keys,
+        secrets,
+        files: tree.iter().map(|(k, v)| (k.clone(), crate::manifest::file_digest(v))).collect(),
+    };
+    tree.insert(MANIFEST.into(), manifest.to_bytes());
+    let mut g = Governance::init(owner_id, owner_name, &owner.text, &op, now);
+    let hash = governance::sha256_tagged(&tree[MANIFEST]);
+    g.audit.entries[0].details["manifest"] = hash.into();
+    g.audit.entries[0].hash = g.audit.entries[0].compute_hash();
+    g.audit.entries[0].signature = governance::sign(&op, &g.audit.entries[0].hash);
+    tree.extend(g.to_files());
+    store::write_tree(dir, &tree, &old)?;
+    Ok((created, owner.text))
+}
