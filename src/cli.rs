@@ -175,6 +175,39 @@ pub enum TeamCommand {
         #[command(flatten)]
         dir: DirArgs,
     },
+    /// Invite a specialist: prints a token signed by the owner (a bearer secret: send it privately).
+    Invite {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated unit names; sub-units are included.
+        #[arg(long, value_delimiter = ',')]
+        units: Vec<String>,
+        /// How long the token is valid: 72h, 30m, 7d, 3600s.
+        #[arg(long, default_value = "72h")]
+        expires: String,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
+    /// Answer an invitation on your own machine: prints a join request for the owner.
+    Join {
+        #[arg(long)]
+        token: String,
+        /// Your age identity; created (mode 0600) if missing.
+        #[arg(long)]
+        identity: Utf8PathBuf,
+    },
+    /// Accept a join request (owner only) after confirming the requester's fingerprint.
+    Accept {
+        #[arg(long)]
+        request: String,
+        /// The fingerprint the requester read to you; without it, you are asked interactively.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        #[command(flatten)]
+        dir: DirArgs,
+    },
     /// List the team, removed members included.
     List {
         #[arg(long)]
@@ -371,6 +404,90 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
                 writeln!(out, "{}", json!({"added": id, "written": outcome.report.written}))?;
             } else {
                 writeln!(out, "added {id}; {} file(s) re-encrypted or updated", outcome.report.written.len())?;
+            }
+            Ok(())
+        }
+        TeamCommand::Invite { id, name, units, expires, dir } => {
+            let secs =
+                governance::invite::parse_duration(&expires).map_err(|e| Error::Usage(format!("--expires: {e}")))?;
+            let identity = Identity::load(&dir.identity)?;
+            let (token, invite) = ops::invite(&dir.dir, &identity, &id, &name, &units, secs, now())?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"token": token, "expires": governance::rfc3339(invite.expires), "operator": invite.operator})
+                )?;
+            } else {
+                writeln!(out, "{token}")?;
+                eprintln!(
+                    "invite for {id} ({}) expires {}; send it privately: whoever holds it can answer it until then",
+                    units.join(","),
+                    governance::rfc3339(invite.expires)
+                );
+            }
+            Ok(())
+        }
+        TeamCommand::Join { token, identity } => {
+            let (request, fp, invite, created) = ops::join(&token, &identity, now())?;
+            if json {
+                let v = json!({"request": request, "fingerprint": fp, "operator": invite.operator, "org_id": invite.org_id, "identity_created": created});
+                writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
+            } else {
+                if created {
+                    writeln!(out, "created your identity {identity} (mode 0600)")?;
+                }
+                writeln!(
+                    out,
+                    "invited as {} to units {} of organization {}",
+                    invite.member_id,
+                    invite.units.join(","),
+                    invite.org_id
+                )?;
+                writeln!(out, "signed by operator {}: compare it with the owner out of band", invite.operator)?;
+                writeln!(out, "your fingerprint: {fp}  (read it to the owner over another channel)")?;
+                writeln!(out, "send this join request to the owner:\n{request}")?;
+            }
+            Ok(())
+        }
+        TeamCommand::Accept { request, fingerprint, dir } => {
+            let mut confirm = |_: &governance::invite::JoinRequest,
+                               inv: &governance::invite::Invite,
+                               fp: &str|
+             -> Result<bool, Error> {
+                if let Some(given) = &fingerprint {
+                    return Ok(governance::invite::same_fingerprint(given, fp));
+                }
+                use std::io::IsTerminal;
+                if !std::io::stdin().is_terminal() {
+                    return Err(Error::Usage(
+                        "no terminal to confirm the fingerprint on: pass --fingerprint FP".into(),
+                    ));
+                }
+                eprint!(
+                    "{} asks to join units {} with fingerprint {fp}.\nType the fingerprint they read to you: ",
+                    inv.member_id,
+                    inv.units.join(",")
+                );
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Ok(governance::invite::same_fingerprint(line.trim(), fp))
+            };
+            let (outcome, invite) = ops::accept(&dir.dir, &request, &dir.identity, &mut confirm, now())?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"added": invite.member_id, "units": invite.units, "written": outcome.report.written})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "added {} ({}); {} file(s) re-encrypted or updated",
+                    invite.member_id,
+                    invite.units.join(","),
+                    outcome.report.written.len()
+                )?;
             }
             Ok(())
         }

@@ -9,6 +9,7 @@ use nkeys::KeyPair;
 use crate::config;
 use crate::error::Error;
 use crate::generate::{self, Context, Existing, GenerateError, Rotation, Specialist, CONFIG};
+use crate::governance::invite::{fingerprint, Invite, JoinRequest};
 use crate::governance::{self, Governance, GovernanceError, Member};
 use crate::manifest::Manifest;
 use crate::plan::{self, Plan};
@@ -241,9 +242,21 @@ pub fn role(gov: Option<&Governance>, tree: &Tree, m: Option<&Manifest>, identit
     }
 }
 
-/// `team add`: validate the member, then add it (or re-activate it).
+/// `team add`: validate the member, then add it (an active member of that id is
+/// replaced; a removed one stays in the history).
 pub fn add_member(g: &mut Governance, m: &Manifest, member: Member) -> Result<serde_json::Value, Error> {
-    vault::parse_recipient(&member.recipient).map_err(|e| Error::Usage(format!("--recipient: {e}")))?;
+    check_member(g, m, &member, true)?;
+    let details =
+        serde_json::json!({"id": member.id, "name": member.name, "units": member.units, "recipient": member.recipient});
+    g.ownership.team_members.retain(|x| x.id != member.id || !x.active);
+    g.ownership.team_members.push(member);
+    Ok(details)
+}
+
+fn check_member(g: &Governance, m: &Manifest, member: &Member, check_recipient: bool) -> Result<(), Error> {
+    if check_recipient {
+        vault::parse_recipient(&member.recipient).map_err(|e| Error::Usage(format!("--recipient: {e}")))?;
+    }
     let known: std::collections::BTreeSet<&str> = m.units.iter().map(|u| u.name.as_str()).collect();
     if member.units.is_empty() {
         return Err(Error::Usage("--units: name at least one unit".into()));
@@ -256,21 +269,18 @@ pub fn add_member(g: &mut Governance, m: &Manifest, member: Member) -> Result<se
             )));
         }
     }
-    if member.id.trim().is_empty() {
-        return Err(Error::Usage("--id is empty".into()));
+    if member.id.trim().is_empty() || member.id.chars().any(char::is_control) {
+        return Err(Error::Usage(format!("--id {:?} is not a valid member id", member.id)));
     }
-    if member.recipient == g.ownership.owner_recipient {
-        return Err(Error::Usage("that recipient is the owner's".into()));
+    if check_recipient {
+        if member.recipient == g.ownership.owner_recipient {
+            return Err(Error::Usage("that recipient is the owner's".into()));
+        }
+        if g.ownership.team_members.iter().any(|x| x.active && x.id != member.id && x.recipient == member.recipient) {
+            return Err(Error::Usage("that recipient already belongs to another active member".into()));
+        }
     }
-    if g.ownership.team_members.iter().any(|x| x.active && x.id != member.id && x.recipient == member.recipient) {
-        return Err(Error::Usage("that recipient already belongs to another active member".into()));
-    }
-    let details =
-        serde_json::json!({"id": member.id, "name": member.name, "units": member.units, "recipient": member.recipient});
-    // An active member of that id is replaced; a removed one stays in the history.
-    g.ownership.team_members.retain(|x| x.id != member.id || !x.active);
-    g.ownership.team_members.push(member);
-    Ok(details)
+    Ok(())
 }
 
 /// `team remove`: keep the member in the history, inactive. Returns the users
@@ -432,4 +442,138 @@ pub fn init(
     tree.extend(g.to_files());
     store::write_tree(dir, &tree, &old)?;
     Ok((created, owner.text))
+}
+
+/// `team invite`: a token signed by the owner, recorded in the audit log.
+pub fn invite(
+    dir: &Utf8Path,
+    identity: &Identity,
+    member_id: &str,
+    name: &str,
+    units: &[String],
+    expires_in: i64,
+    now: i64,
+) -> Result<(String, Invite), Error> {
+    let tree = store::read_tree(dir)?;
+    let m = manifest_of(dir, &tree)?;
+    let mut g =
+        Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance (run generate)")))?;
+    let op = operator_key(&tree, &m, identity)?;
+    // The same checks as `team add`, on a scratch copy.
+    let probe = Member {
+        id: member_id.into(),
+        name: name.into(),
+        role: governance::record::SPECIALIST.into(),
+        recipient: String::new(),
+        units: units.to_vec(),
+        added_at: String::new(),
+        active: true,
+    };
+    check_member(&g, &m, &probe, false)?;
+    let invite = Invite {
+        org_id: g.ownership.org_id.clone(),
+        operator: op.public_key(),
+        member_id: member_id.into(),
+        name: name.into(),
+        units: units.to_vec(),
+        issued_at: now,
+        expires: now + expires_in,
+        nonce: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let token = invite.sign(&op);
+    let actor = actor(&g, identity);
+    g.audit.append(
+        &op,
+        now,
+        &actor,
+        "team-invite",
+        serde_json::json!({"member_id": member_id, "units": units, "expires": governance::rfc3339(invite.expires), "invite_nonce": invite.nonce}),
+    );
+    let mut new = tree.clone();
+    new.extend(g.to_files());
+    store::write_tree(dir, &new, &tree)?;
+    Ok((token, invite))
+}
+
+/// `team join`, on the specialist's machine: check the token and answer it.
+/// Returns (join request, the recipient's fingerprint, the invite, identity created).
+pub fn join(token: &str, identity_path: &Utf8Path, now: i64) -> Result<(String, String, Invite, bool), Error> {
+    let invite = Invite::open(token).map_err(|e| Error::Denied(format!("invite rejected: {e}")))?;
+    if now > invite.expires {
+        return Err(Error::Denied(format!("invite rejected: it expired at {}", governance::rfc3339(invite.expires))));
+    }
+    let (identity, created) = Identity::load_or_create(identity_path)?;
+    let recipient = identity.recipients[0].clone();
+    let request = JoinRequest { token: token.trim().to_string(), recipient: recipient.clone() }.encode();
+    Ok((request, fingerprint(&recipient), invite, created))
+}
+
+/// `team accept`: every check first (signature, organization, expiry, reuse,
+/// fingerprint), then exactly what `team add` does.
+pub fn accept(
+    dir: &Utf8Path,
+    request: &str,
+    identity_path: &Utf8Path,
+    confirm: &mut dyn FnMut(&JoinRequest, &Invite, &str) -> Result<bool, Error>,
+    now: i64,
+) -> Result<(Outcome, Invite), Error> {
+    let deny = |why: String| Error::Denied(format!("join request rejected: {why}; nothing was changed"));
+    let req = JoinRequest::decode(request).map_err(|e| deny(e.to_string()))?;
+    let invite = Invite::open(&req.token).map_err(|e| deny(e.to_string()))?;
+    let tree = store::read_tree(dir)?;
+    let m = manifest_of(dir, &tree)?;
+    let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
+    if invite.operator != m.operator.public_key || invite.org_id != g.ownership.org_id {
+        return Err(deny(format!(
+            "the token is from another organization (org {}, operator {}), not this one (org {}, operator {})",
+            invite.org_id, invite.operator, g.ownership.org_id, m.operator.public_key
+        )));
+    }
+    if now > invite.expires {
+        return Err(deny(format!("the token expired at {}", governance::rfc3339(invite.expires))));
+    }
+    if g.audit.has_nonce(&invite.nonce) {
+        return Err(deny("the token was used before".into()));
+    }
+    let issued = g.audit.entries.iter().any(|e| {
+        e.action == "team-invite"
+            && e.details.get("invite_nonce").and_then(|n| n.as_str()) == Some(invite.nonce.as_str())
+    });
+    if !issued {
+        return Err(deny("this store's audit log has no such invitation".into()));
+    }
+    vault::parse_recipient(&req.recipient).map_err(|e| deny(e.to_string()))?;
+    let fp = fingerprint(&req.recipient);
+    if !confirm(&req, &invite, &fp)? {
+        return Err(deny(format!("the fingerprint was not confirmed (the request's recipient has fingerprint {fp})")));
+    }
+    let member = Member {
+        id: invite.member_id.clone(),
+        name: invite.name.clone(),
+        role: governance::record::SPECIALIST.into(),
+        recipient: req.recipient.clone(),
+        units: invite.units.clone(),
+        added_at: governance::rfc3339(now),
+        active: true,
+    };
+    let nonce = invite.nonce.clone();
+    let r = Request {
+        config: None,
+        dir,
+        identity: identity_path,
+        admins: None,
+        rotate: None,
+        imported: None,
+        action: "team-accept",
+        now,
+    };
+    let outcome = reconcile(
+        r,
+        Some(Box::new(move |g, m| {
+            let mut details = add_member(g, m, member)?;
+            details["nonce"] = nonce.into();
+            Ok(details)
+        })),
+    )?;
+    Ok((outcome, invite))
 }

@@ -10,6 +10,7 @@
 //!   units (and sub-units), never to a seed.
 
 pub mod audit;
+pub mod invite;
 pub mod record;
 
 use std::collections::{BTreeMap, BTreeSet};
