@@ -46,6 +46,10 @@ pub struct StoreArgs {
     /// An extra admin recipient (age1… or ssh-ed25519 …) that can read everything the owner can.
     #[arg(long = "recipient", value_name = "R")]
     pub recipients: Vec<String>,
+    /// Where creds go: `nsc` (…/accounts/A/users/U.creds.age) or `flat` (nats/U.creds.age).
+    /// Default: the store's current layout, nsc for a new store.
+    #[arg(long, value_enum)]
+    pub format: Option<crate::store::Format>,
 }
 
 /// An existing store and the identity acting on it.
@@ -263,6 +267,7 @@ fn request<'a>(d: &'a DirArgs, action: &'a str, rotate: Option<Rotation>) -> Req
         rotate,
         imported: None,
         action,
+        format: None,
         now: now(),
     }
 }
@@ -276,6 +281,7 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str) -> Request<'a> {
         rotate: None,
         imported: None,
         action,
+        format: s.format,
         now: now(),
     }
 }

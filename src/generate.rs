@@ -47,6 +47,8 @@ pub struct Context<'a> {
     pub specialists: Vec<Specialist>,
     /// The config the store is generated from, kept as `DIR/config.json`.
     pub config_json: Vec<u8>,
+    /// Where creds files go.
+    pub format: crate::store::Format,
 }
 
 /// A team member's read access, from the governance record.
@@ -216,7 +218,7 @@ pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, Ge
 impl<'a> Builder<'a> {
     fn build(&self, plan: &Plan) -> Result<Tree, GenerateError> {
         let old = self.existing.manifest.as_ref();
-        let layout = Layout::new(&plan.operator);
+        let layout = Layout::with_format(&plan.operator, self.ctx.format);
         let mut out = Tree::new();
         let mut secrets = BTreeMap::new();
         let mut keys = Vec::new();
@@ -368,6 +370,7 @@ impl<'a> Builder<'a> {
         let manifest = Manifest {
             format: manifest::FORMAT,
             generator: "clan-nats".into(),
+            layout: self.ctx.format,
             operator: OperatorEntry {
                 name: plan.operator.clone(),
                 public_key: op.entry.public_key.clone(),

@@ -17,6 +17,9 @@ pub const FORMAT: u32 = 1;
 pub struct Manifest {
     pub format: u32,
     pub generator: String,
+    /// Where creds files live: `nsc` (default, omitted) or `flat`.
+    #[serde(default, skip_serializing_if = "crate::store::Format::is_nsc")]
+    pub layout: crate::store::Format,
     pub operator: OperatorEntry,
     pub accounts: Vec<AccountEntry>,
     /// The unit tree (who covers what for specialists).

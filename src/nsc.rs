@@ -41,7 +41,7 @@ pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> 
         store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?,
     )
     .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
-    let layout = Layout::new(&m.operator.name);
+    let layout = Layout::with_format(&m.operator.name, m.layout);
     let decrypt = |path: &str| -> Result<Vec<u8>, NscError> {
         let ct = store.get(path).ok_or_else(|| NscError::Input(format!("{path}: missing")))?;
         identity.decrypt(ct).map_err(|e| NscError::NotOwner {

@@ -28,6 +28,8 @@ pub struct Request<'a> {
     pub imported: Option<HashMap<(String, String, String), String>>,
     /// The audit action recorded when the store changes.
     pub action: &'a str,
+    /// The creds layout; `None` keeps the store's (nsc for a new one).
+    pub format: Option<crate::store::Format>,
     pub now: i64,
 }
 
@@ -127,6 +129,22 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     } else if req.rotate.is_some() || change.is_some() {
         return Err(Error::Usage(format!("{} holds no store yet; run generate first", req.dir)));
     }
+    let format = req.format.or_else(|| existing.manifest.as_ref().map(|m| m.layout)).unwrap_or_default();
+    if format == crate::store::Format::Flat {
+        let mut seen = std::collections::BTreeMap::new();
+        for a in &plan.accounts {
+            for u in &a.users {
+                if let Some(other) = seen.insert(u.name.to_ascii_lowercase(), a.name.clone()) {
+                    let message = format!(
+                        "--format flat needs user names unique across accounts, but {:?} is in accounts {other:?} and {:?}",
+                        u.name, a.name
+                    );
+                    let issues = vec![config::Issue { path: String::new(), message }];
+                    return Err(config::ConfigError { file: config_path, issues }.into());
+                }
+            }
+        }
+    }
     existing.imported = req.imported.unwrap_or_default();
     let (identity, created) = Identity::load_or_create(req.identity)?;
 
@@ -166,6 +184,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         rotate: req.rotate,
         specialists,
         config_json: config_bytes,
+        format,
     };
     let mut tree = generate::build(&plan, &ctx, &existing)?;
     trace.mark("reconcile, sign and encrypt");
@@ -418,6 +437,7 @@ pub fn init(
     let manifest = Manifest {
         format: crate::manifest::FORMAT,
         generator: "clan-nats".into(),
+        layout: crate::store::Format::Nsc,
         operator: crate::manifest::OperatorEntry {
             name: String::new(),
             public_key: op.public_key(),
@@ -565,6 +585,7 @@ pub fn accept(
         rotate: None,
         imported: None,
         action: "team-accept",
+        format: None,
         now,
     };
     let outcome = reconcile(

@@ -72,7 +72,7 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
         return;
     }
 
-    let layout = Layout::new(&m.operator.name);
+    let layout = Layout::with_format(&m.operator.name, m.layout);
     match tree.get(&layout.nsc_info()) {
         Some(b) if *b == layout.nsc_info_content().as_bytes() => {}
         Some(_) => r.bad(&layout.nsc_info(), format!("expected {}", layout.nsc_info_content())),

@@ -420,3 +420,36 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     let out = run(&["verify", dir2.to_str().unwrap(), "--identity", key2.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn the_flat_format_puts_creds_in_nats_and_stays_flat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("flat"), tmp.path().join("owner.key"));
+    let out = run(&[
+        "generate",
+        "--format",
+        "flat",
+        "--config",
+        example().to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.layout, clan_nats::store::Format::Flat);
+    let id = Identity::load(&utf8(&key)).unwrap();
+    for u in m.accounts.iter().flat_map(|a| &a.users) {
+        assert_eq!(u.creds, format!("nats/{}.creds.age", u.name));
+        let plain = id.decrypt(&std::fs::read(dir.join(&u.creds)).unwrap()).unwrap();
+        clan_nats::jwt::creds::parse_checked(std::str::from_utf8(&plain).unwrap()).unwrap();
+    }
+    assert!(!snapshot(&dir).keys().any(|k| k.contains("/users/") && k.ends_with(".creds.age")));
+    let v = run(&["verify", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    // A re-run without --format keeps the layout and changes nothing.
+    let before = snapshot(&dir);
+    generate(&example(), &dir, &key);
+    assert_eq!(snapshot(&dir), before);
+}

@@ -4,5 +4,5 @@
 pub mod layout;
 pub mod tree;
 
-pub use layout::{key_path, Layout, MANIFEST, SERVER_CONF, SERVER_JSON};
+pub use layout::{key_path, Format, Layout, MANIFEST, SERVER_CONF, SERVER_JSON};
 pub use tree::{read_tree, write_tree, Tree, WriteReport};
