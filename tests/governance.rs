@@ -197,10 +197,7 @@ fn a_specialist_can_change_nothing() {
     denied(out, "request-key");
     denied(org.cli(&["vault", "request-key", "user:audio-service"], &bob), "request-key of its own service");
     denied(org.cli(&["rotate", "user", "audio-service"], &bob), "rotate");
-    let config = example();
-    let mut gen = vec!["generate", "--config", config.to_str().unwrap()];
-    gen.extend(["--out", org.dir.to_str().unwrap(), "--identity", bob.to_str().unwrap()]);
-    denied(run(&gen), "generate");
+    denied(try_generate(&example(), &org.dir, &bob, &[]), "generate");
 
     // Forging the ownership record by hand: bob makes himself owner and re-hashes it.
     let path = org.dir.join("governance/ownership.json");

@@ -425,17 +425,7 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
 fn the_flat_format_puts_creds_in_nats_and_stays_flat() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, key) = (tmp.path().join("flat"), tmp.path().join("owner.key"));
-    let out = run(&[
-        "generate",
-        "--format",
-        "flat",
-        "--config",
-        example().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        key.to_str().unwrap(),
-    ]);
+    let out = try_generate(&example(), &dir, &key, &["--format", "flat"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m.layout, clan_nats::store::Format::Flat);

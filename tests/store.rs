@@ -205,17 +205,7 @@ fn admin_recipients_read_everything_the_owner_can() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, key, admin) = (tmp.path().join("store"), tmp.path().join("owner.key"), tmp.path().join("admin.key"));
     let (admin_id, _) = clan_nats::vault::Identity::load_or_create(&utf8(&admin)).unwrap();
-    let out = run(&[
-        "generate",
-        "--config",
-        example().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        key.to_str().unwrap(),
-        "--recipient",
-        &admin_id.recipients[0],
-    ]);
+    let out = try_generate(&example(), &dir, &key, &["--recipient", &admin_id.recipients[0]]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for f in age_files(&dir) {
         age_decrypt(&admin, &dir.join(&f)).unwrap_or_else(|e| panic!("admin cannot read {f}: {e}"));
@@ -230,28 +220,12 @@ fn another_identity_cannot_regenerate_an_existing_store() {
     generate(&example(), &dir, &key);
     let before = snapshot(&dir);
     // A missing identity is not created for an existing store.
-    let out = run(&[
-        "generate",
-        "--config",
-        example().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        other.to_str().unwrap(),
-    ]);
+    let out = try_generate(&example(), &dir, &other, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!other.exists());
     // Another existing identity cannot decrypt the keystore.
     clan_nats::vault::Identity::load_or_create(&utf8(&other)).unwrap();
-    let out = run(&[
-        "generate",
-        "--config",
-        example().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        other.to_str().unwrap(),
-    ]);
+    let out = try_generate(&example(), &dir, &other, &[]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be decrypted with identity") && err.contains("other.key"), "{err}");
@@ -264,15 +238,7 @@ fn a_directory_that_is_not_a_store_is_not_overwritten() {
     let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
-    let out = run(&[
-        "generate",
-        "--config",
-        example().to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        key.to_str().unwrap(),
-    ]);
+    let out = try_generate(&example(), &dir, &key, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a clan-nats store"));
     assert_eq!(std::fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");

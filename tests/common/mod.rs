@@ -50,9 +50,9 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("clan-nats runs")
 }
 
-/// `clan-nats generate`, asserting success.
-pub fn generate(config: &Path, dir: &Path, identity: &Path) -> Output {
-    let out = run(&[
+/// `clan-nats generate` with extra arguments, whatever its outcome.
+pub fn try_generate(config: &Path, dir: &Path, identity: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "generate",
         "--config",
         config.to_str().unwrap(),
@@ -60,7 +60,14 @@ pub fn generate(config: &Path, dir: &Path, identity: &Path) -> Output {
         dir.to_str().unwrap(),
         "--identity",
         identity.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+/// `clan-nats generate`, asserting success.
+pub fn generate(config: &Path, dir: &Path, identity: &Path) -> Output {
+    let out = try_generate(config, dir, identity, &[]);
     assert!(
         out.status.success(),
         "generate failed: {}\n{}",
