@@ -15,15 +15,10 @@ use clan_nats::vault;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+/// The CLI built by the same cargo invocation: the release binary under
+/// `cargo bench`, the debug one under `cargo test`.
 fn binary() -> PathBuf {
-    // The bench profile builds target/release; make sure the CLI is there and fresh.
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bin", "clan-nats"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/clan-nats")
+    PathBuf::from(env!("CARGO_BIN_EXE_clan-nats"))
 }
 
 fn config(accounts: usize, users: usize, hosts: usize) -> (Value, Vec<String>) {
