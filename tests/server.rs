@@ -142,14 +142,23 @@ async fn replies_work_through_the_response_permission() {
     let mut sub = responder.subscribe("thecowboyai.org.location.lookup").await.unwrap();
     responder.flush().await.unwrap();
     let answer = tokio::spawn(async move {
-        let msg = sub.next().await.unwrap();
+        let msg = sub.next().await.expect("the responder's subscription is open");
         responder.publish(msg.reply.unwrap(), "at home".into()).await.unwrap();
         responder.flush().await.unwrap();
     });
-    let reply = tokio::time::timeout(
-        Duration::from_secs(5),
-        requester.request("thecowboyai.org.location.lookup", "where?".into()),
-    )
+    // flush() only writes the SUB; the server may not have processed it when the
+    // request (on another connection) arrives, which answers "no responders".
+    // Retry that case only, for up to 5 s.
+    let reply = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match requester.request("thecowboyai.org.location.lookup", "where?".into()).await {
+                Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => return other,
+            }
+        }
+    })
     .await
     .expect("request timed out")
     .expect("request failed");
