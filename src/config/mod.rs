@@ -61,8 +61,25 @@ impl ConfigError {
 /// Parse config text. `file` only names the source in errors.
 pub fn parse(file: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    match serde_path_to_error::deserialize::<_, Config>(de) {
-        Ok(c) => Ok(c),
+    // `end` refuses anything but whitespace after the config (a stray `}` or a
+    // second document would otherwise be ignored).
+    let parsed = serde_path_to_error::deserialize::<_, Config>(&mut *de);
+    if parsed.is_ok() {
+        if let Err(e) = de.end() {
+            let what = strip_position(&e.to_string());
+            let (line, col) = (e.line(), e.column());
+            return Err(ConfigError::one(file, "", format!("invalid JSON at line {line} column {col}: {what}")));
+        }
+    }
+    match parsed {
+        Ok(c) => match positional_struct(text) {
+            None => Ok(c),
+            Some(path) => Err(ConfigError::one(
+                file,
+                path,
+                "expected an object with named fields, found an array (fields are never taken by position)",
+            )),
+        },
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -77,6 +94,46 @@ pub fn parse(file: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
             }
         }
     }
+}
+
+/// serde accepts a JSON array for a struct, taking the fields by position:
+/// `[{"name": "acme"}]` would be a config, and `"organization": ["acme"]` an
+/// organization, bypassing every field name (and so `deny_unknown_fields`).
+/// Returns the path of the first struct written as an array in text that
+/// already parsed as a [`Config`].
+fn positional_struct(text: &str) -> Option<String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(text).ok()?;
+    let Some(top) = v.as_object() else { return Some(String::new()) };
+    let array = |v: Option<&Value>| v.is_some_and(Value::is_array);
+    for k in ["organization", "nsc_export_config", "owner"] {
+        if array(top.get(k)) {
+            return Some(k.into());
+        }
+    }
+    let list = |k: &str| top.get(k).and_then(Value::as_array).into_iter().flatten().enumerate();
+    for (i, u) in list("organizational_units") {
+        let at = format!("organizational_units[{i}]");
+        if u.is_array() {
+            return Some(at);
+        }
+        let limits = u.get("nats_limits");
+        if array(limits) {
+            return Some(format!("{at}.nats_limits"));
+        }
+        if array(limits.and_then(|l| l.get("jetstream"))) {
+            return Some(format!("{at}.nats_limits.jetstream"));
+        }
+    }
+    for (i, p) in list("service_people") {
+        if p.is_array() {
+            return Some(format!("service_people[{i}]"));
+        }
+        if array(p.get("nats_permissions")) {
+            return Some(format!("service_people[{i}].nats_permissions"));
+        }
+    }
+    list("hosts").find(|(_, h)| h.is_array()).map(|(i, _)| format!("hosts[{i}]"))
 }
 
 fn strip_position(msg: &str) -> String {
@@ -95,5 +152,67 @@ pub fn load(file: &Utf8Path) -> Result<Config, ConfigError> {
         Ok(config)
     } else {
         Err(ConfigError { file: file.to_owned(), issues })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        parse(Utf8Path::new("t.json"), text).expect_err(text)
+    }
+
+    /// Regression (tests/malformed: 07-trailing-garbage.json was accepted and a
+    /// store written): anything after the config is an error.
+    #[test]
+    fn trailing_characters_are_refused() {
+        let e = err("{\"organization\": {\"name\": \"acme\"}}\n}\n");
+        assert_eq!(e.to_string(), "t.json: invalid JSON at line 2 column 1: trailing characters");
+        let e = err("{\"organization\": {\"name\": \"a\"}} {\"organization\": {\"name\": \"b\"}}");
+        assert!(e.to_string().contains("trailing characters"), "{e}");
+        assert!(parse(Utf8Path::new("t.json"), "{\"organization\": {\"name\": \"acme\"}} \n\t\n").is_ok());
+    }
+
+    /// Regression (tests/malformed: `[{"name": "acme"}]` was a valid config):
+    /// serde takes a struct's fields by position from an array, so field names
+    /// and `deny_unknown_fields` were bypassed.
+    #[test]
+    fn structs_written_as_arrays_are_refused() {
+        let cases = [
+            (r#"[{"name": "acme"}]"#, ""),
+            (r#"{"organization": ["acme"]}"#, "organization"),
+            (r#"{"organization": {"name": "a"}, "owner": ["id"]}"#, "owner"),
+            (r#"{"organization": {"name": "a"}, "nsc_export_config": ["out"]}"#, "nsc_export_config"),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U"}, ["V"]]}"#,
+                "organizational_units[1]",
+            ),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_limits": [1]}]}"#,
+                "organizational_units[0].nats_limits",
+            ),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_limits": {"jetstream": [1]}}]}"#,
+                "organizational_units[0].nats_limits.jetstream",
+            ),
+            (r#"{"organization": {"name": "a"}, "service_people": [["x", "e", "U", "Service"]]}"#, "service_people[0]"),
+            (
+                r#"{"organization": {"name": "a"}, "service_people": [{"name": "x", "organizational_unit": "U", "role": "Service", "nats_permissions": [["a"]]}]}"#,
+                "service_people[0].nats_permissions",
+            ),
+            (r#"{"organization": {"name": "a"}, "hosts": [["h", "age1x"]]}"#, "hosts[0]"),
+        ];
+        for (text, path) in cases {
+            let e = err(text);
+            assert_eq!(e.issues.len(), 1, "{text}: {e}");
+            assert_eq!(e.issues[0].path, path, "{text}: {e}");
+            assert!(e.issues[0].message.contains("found an array"), "{text}: {e}");
+        }
+        // Arrays where the schema has lists, and anything in metadata, are fine.
+        let ok = r#"{"organization": {"name": "a"}, "metadata": {"x": [[1], {"y": []}]}, "organizational_units": [],
+            "service_people": [{"name": "x", "organizational_unit": "U", "role": "Service",
+                                "nats_permissions": {"publish": ["a"], "subscribe": []}}], "hosts": []}"#;
+        assert!(parse(Utf8Path::new("t.json"), ok).is_ok());
     }
 }

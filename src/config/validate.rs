@@ -31,6 +31,14 @@ pub fn name_problem(name: &str) -> Option<String> {
             "{name:?} cannot be used as a file name: use letters, digits, '.', '_' and '-', not starting with '.' or '-'"
         ));
     }
+    // Names become NATS subject tokens (the default permissions are
+    // `<operator>.<account>.<service>.>`): an empty '.'-separated part would
+    // make an invalid subject.
+    if name.ends_with('.') || name.contains("..") {
+        return Some(format!(
+            "{name:?} has an empty '.'-separated part: names are used in NATS subjects, so they must not end with '.' or contain \"..\""
+        ));
+    }
     None
 }
 
@@ -236,6 +244,18 @@ fn people(c: &Config, v: &mut Collector) {
     for (i, p) in c.service_people.iter().enumerate() {
         let at = format!("service_people[{i}]");
         v.name(format!("{at}.name"), &p.name);
+        // Without nats_permissions the stem (the name less "-service") becomes a
+        // subject token: "x.-service" would give `<op>.<account>.x..>`.
+        let stem = p.name.strip_suffix("-service").filter(|s| !s.is_empty()).unwrap_or(&p.name);
+        if p.role == SERVICE_ROLE && p.nats_permissions.is_none() && stem != p.name && stem.ends_with('.') {
+            v.add(
+                format!("{at}.name"),
+                format!(
+                    "{:?} without nats_permissions gets the default subject <operator>.<account>.{stem}.>, which has an empty token; rename it or set nats_permissions",
+                    p.name
+                ),
+            );
+        }
         if p.role.trim().is_empty() {
             v.add(format!("{at}.role"), "role is empty");
         } else if p.role != SERVICE_ROLE && p.role.trim().eq_ignore_ascii_case(SERVICE_ROLE) {
@@ -316,4 +336,50 @@ fn hosts(c: &Config, v: &mut Collector) {
         }
     }
     v.unique("host name", c.hosts.iter().enumerate().map(|(i, h)| (format!("hosts[{i}].name"), h.name.as_str())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::subject::subject_problem;
+
+    /// Regression (found writing tests/properties.rs, whose
+    /// `validated_names_make_valid_default_subjects` fails without it; the `config`
+    /// fuzz target asserts it too): names that are valid file names but end with
+    /// '.' or contain ".." passed validation and gave users the invalid default
+    /// subject `acme..core.x..y.>`.
+    #[test]
+    fn names_with_empty_subject_tokens_are_refused() {
+        for bad in ["acme.", "x..y-service", "a..", "a...b"] {
+            let p = name_problem(bad).unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert!(p.contains("empty '.'-separated part"), "{p}");
+            assert!(p.contains(&format!("{bad:?}")), "{p}");
+        }
+        for good in ["acme.io", "a.b.c", "x_y-service", "A1"] {
+            assert_eq!(name_problem(good), None, "{good}");
+        }
+        let text = r#"{"organization": {"name": "acme."}, "organizational_units": [{"name": "Core"}],
+            "service_people": [{"name": "x..y-service", "organizational_unit": "Core", "role": "Service"}]}"#;
+        let c = crate::config::parse("t.json".into(), text).unwrap();
+        let paths: Vec<String> = validate(&c).into_iter().map(|i| i.path).collect();
+        assert_eq!(paths, ["organization.name", "service_people[0].name"]);
+        // A stem ending in '.' (found by the same property test).
+        let stem = text.replace("acme.", "acme").replace("x..y-service", "x.-service");
+        let c = crate::config::parse("t.json".into(), &stem).unwrap();
+        let issues = validate(&c);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].path, "service_people[0].name");
+        assert!(issues[0].message.contains("default subject <operator>.<account>.x..>"), "{}", issues[0]);
+        // With the names fixed, every default subject is valid.
+        let c =
+            crate::config::parse("t.json".into(), &text.replace("acme.", "acme.io").replace("x..y", "x.y")).unwrap();
+        assert!(validate(&c).is_empty());
+        for a in crate::plan::plan(&c).accounts {
+            for u in a.users {
+                for s in u.permissions.publish.allow.iter().chain(&u.permissions.subscribe.allow) {
+                    assert_eq!(subject_problem(s), None);
+                }
+            }
+        }
+    }
 }
