@@ -41,6 +41,16 @@ pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> 
         store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?,
     )
     .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
+    // Names become paths of plaintext files: a damaged or hostile manifest must
+    // not point them outside the export (e.g. a user named "../../x").
+    let names = std::iter::once(&m.operator.name)
+        .chain(m.accounts.iter().map(|a| &a.name))
+        .chain(m.accounts.iter().flat_map(|a| a.users.iter().map(|u| &u.name)));
+    for name in names {
+        if let Some(p) = crate::config::validate::name_problem(name) {
+            return Err(NscError::Input(format!("{MANIFEST}: {p}; run `clan-nats verify`")));
+        }
+    }
     let layout = Layout::with_format(&m.operator.name, m.layout);
     let decrypt = |path: &str| -> Result<Vec<u8>, NscError> {
         let ct = store.get(path).ok_or_else(|| NscError::Input(format!("{path}: missing")))?;
@@ -86,6 +96,10 @@ pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<(), NscError> {
         .map_err(|_| NscError::Input("temp path is not UTF-8".into()))?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).map_err(io(&base))?;
     for (rel, bytes) in tree {
+        let plain = Utf8Path::new(rel).components().all(|c| matches!(c, camino::Utf8Component::Normal(_)));
+        if !plain {
+            return Err(NscError::Input(format!("refusing to write {rel:?}: not a plain relative path")));
+        }
         let path = base.join(rel);
         if let Some(dir) = path.parent() {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
@@ -184,4 +198,21 @@ pub fn import_keys(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_outside_the_export_are_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let to = Utf8PathBuf::from_path_buf(base.path().join("out")).unwrap();
+        let mut tree = Tree::new();
+        tree.insert("keys/creds/op/a/../../../../escaped.creds".into(), b"secret".to_vec());
+        let err = write_private(&to, &tree).unwrap_err().to_string();
+        assert!(err.contains("not a plain relative path"), "{err}");
+        assert!(!base.path().join("escaped.creds").exists());
+        assert!(!to.exists());
+    }
 }

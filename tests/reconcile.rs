@@ -412,6 +412,27 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     ]);
     assert_eq!(again.status.code(), Some(2));
 
+    // A manifest edited to point a user outside the export is refused before anything is written.
+    let evil = f.tmp.path().join("evil");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&f.dir).arg(&evil).status().unwrap().success());
+    let mp = evil.join("manifest.json");
+    let text = std::fs::read_to_string(&mp)
+        .unwrap()
+        .replace("\"name\": \"person-service\"", "\"name\": \"../../../../escaped\"");
+    std::fs::write(&mp, text).unwrap();
+    let to2 = f.tmp.path().join("nsc-export-2");
+    let out = run(&[
+        "export-nsc",
+        "--dir",
+        evil.to_str().unwrap(),
+        "--identity",
+        f.key.to_str().unwrap(),
+        "--to",
+        to2.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!to2.exists() && !f.tmp.path().join("escaped.creds").exists());
+
     // Import into a new store: every entity keeps its key.
     let (dir2, key2) = (f.tmp.path().join("imported"), f.tmp.path().join("owner2.key"));
     let out = run(&[
