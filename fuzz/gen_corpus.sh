@@ -64,6 +64,10 @@ cp "$work/flat/manifest.json" "$corpus/manifest/store-flat.json"
 cp "$work/nsc/keys/creds/fuzzop/core/a-service.creds" "$corpus/creds/a-service.creds"
 cp "$work/nsc/keys/creds/fuzzop/core/b-service.creds" "$corpus/creds/b-service.creds"
 cp "$work/nsc/keys/creds/fuzzop/SYS/sys.creds" "$corpus/creds/sys.creds"
+# Mark the throwaway seeds as test-only (the creds parser ignores text outside its blocks).
+for f in "$corpus"/creds/*.creds; do
+  { echo "# TEST ONLY, insecure throwaway fuzz seed: never use (see fuzz/corpus/README.md)"; cat "$f"; } > "$f.tmp" && mv "$f.tmp" "$f"
+done
 
 # age: creds encrypted to the TEST ONLY host keys (h1: X25519, h2: ssh-ed25519), and small files.
 cp "$s/accounts/core/users/a-service.creds.age" "$corpus/age/creds-to-x25519.age"

@@ -124,6 +124,13 @@ mod tests {
     }
 
     #[test]
+    fn text_outside_the_blocks_is_ignored() {
+        let u = KeyPair::new_user();
+        let text = format!("# a comment line\n{}", format(&user_token(&u), &u.seed().unwrap()).unwrap());
+        assert_eq!(parse_checked(&text).unwrap().1.public_key(), u.public_key());
+    }
+
+    #[test]
     fn missing_blocks() {
         assert_eq!(parse("nothing here"), Err(CredsError::Missing("NATS USER JWT")));
         let only_jwt = "-----BEGIN NATS USER JWT-----\nabc.def.ghi\n------END NATS USER JWT------\n";
