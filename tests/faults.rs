@@ -69,20 +69,6 @@ fn big_config(path: &Path) {
     std::fs::write(path, serde_json::to_vec(&c).unwrap()).unwrap();
 }
 
-fn generate_args(config: &Path, dir: &Path, key: &Path) -> Vec<String> {
-    [
-        "generate",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--identity",
-        key.to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 fn run_args(args: &[String]) -> Output {
     Command::new(BIN).args(args).output().expect("clan-nats runs")
 }

@@ -50,9 +50,9 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("clan-nats runs")
 }
 
-/// `clan-nats generate` with extra arguments, whatever its outcome.
-pub fn try_generate(config: &Path, dir: &Path, identity: &Path, extra: &[&str]) -> Output {
-    let mut args = vec![
+/// The arguments of `clan-nats generate` (owned, for spawning and killing too).
+pub fn generate_args(config: &Path, dir: &Path, identity: &Path) -> Vec<String> {
+    [
         "generate",
         "--config",
         config.to_str().unwrap(),
@@ -60,9 +60,14 @@ pub fn try_generate(config: &Path, dir: &Path, identity: &Path, extra: &[&str]) 
         dir.to_str().unwrap(),
         "--identity",
         identity.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    run(&args)
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `clan-nats generate` with extra arguments, whatever its outcome.
+pub fn try_generate(config: &Path, dir: &Path, identity: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN).args(generate_args(config, dir, identity)).args(extra).output().expect("clan-nats runs")
 }
 
 /// `clan-nats generate`, asserting success.
