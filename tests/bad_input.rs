@@ -11,6 +11,12 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clan-nats");
+
+/// This test binary's trust pins, in a temporary directory (never the home directory).
+fn pins_file() -> PathBuf {
+    static STATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().join("pins.json")
+}
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clan-bootstrap.json");
 
 // Indexes into examples/clan-bootstrap.json.
@@ -29,6 +35,7 @@ fn q(s: &str) -> String {
 
 fn run(cfg: &Path, out: &Path, key: &Path, extra: &[&str]) -> (i32, String) {
     let o = Command::new(BIN)
+        .env("CLAN_NATS_PINS", pins_file())
         .arg("generate")
         .arg("--config")
         .arg(cfg)
