@@ -57,6 +57,7 @@ impl Error {
             | Error::Governance(GovernanceError::NotMaster(_))
             | Error::Denied(_)
             | Error::Untrusted { .. }
+            | Error::Vault(VaultError::UntrustedIdentity { .. })
             | Error::NotPinned { .. } => 3,
             Error::Nsc(NscError::Interrupted(sig)) => 128 + sig,
             _ => 1,

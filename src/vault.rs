@@ -13,6 +13,9 @@ pub enum VaultError {
     BadRecipient(String),
     #[error("{path}: {message}")]
     Identity { path: Utf8PathBuf, message: String },
+    /// An identity file someone else could have planted or read.
+    #[error("{path}: {message}")]
+    UntrustedIdentity { path: Utf8PathBuf, message: String },
     #[error("cannot encrypt: {0}")]
     Encrypt(String),
     #[error("cannot decrypt: {0}")]
@@ -83,7 +86,7 @@ impl Identity {
     /// could have planted it (and then reads everything encrypted to it).
     pub fn load(path: &Utf8Path) -> Result<Identity, VaultError> {
         let err = |message: String| VaultError::Identity { path: path.to_owned(), message };
-        check_private(path).map_err(err)?;
+        check_private(path).map_err(|message| VaultError::UntrustedIdentity { path: path.to_owned(), message })?;
         let data = fs::read(path).map_err(|e| err(format!("cannot read identity: {e}")))?;
         let text = String::from_utf8_lossy(&data);
         if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {

@@ -195,6 +195,7 @@ impl Governance {
         let o = details.as_object_mut().expect("an object");
         o.insert("manifest".into(), sha256_tagged(manifest).into());
         o.insert("ownership".into(), self.ownership.compute_hash().into());
+        o.insert("ownership_sig".into(), sha256_tagged(&self.sig.to_bytes()).into());
         let e = self.audit.append(operator, now, actor, action, details);
         Head { seq: e.seq, hash: e.hash.clone() }
     }
@@ -220,6 +221,12 @@ impl Governance {
         if field("ownership") != Some(self.ownership.compute_hash().as_str()) {
             problems.push(format!(
                 "{OWNERSHIP}: is not the ownership record the last signed audit entry (seq {}) commits to (replaced by another, possibly older, record)",
+                last.seq
+            ));
+        }
+        if field("ownership_sig") != Some(sha256_tagged(&self.sig.to_bytes()).as_str()) {
+            problems.push(format!(
+                "{OWNERSHIP_SIG}: is not the signature file the last signed audit entry (seq {}) commits to (edited outside clan-nats)",
                 last.seq
             ));
         }
