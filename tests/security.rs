@@ -386,7 +386,7 @@ fn stores_are_adopted_explicitly_and_a_replaced_operator_is_refused() {
     ok(bin_pinned(&fresh).args(["trust", "--dir", &d, "--operator", &operator]).output().unwrap());
     ok(bin_pinned(&fresh).args(generate_args(&example(), &case.dir, &case.owner)).output().unwrap());
     let v = ok(bin_pinned(&fresh).args(["verify", &d]).output().unwrap());
-    assert!(String::from_utf8_lossy(&v.stdout).contains(&format!("pinned on this machine",)));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("pinned on this machine"));
 
     // The attacker rebuilds the store under an operator of their own, with every seed
     // also encrypted to the owner's public recipient, and keeps the organization id.
@@ -469,7 +469,7 @@ fn a_substituted_signing_key_is_never_adopted_and_minted_users_are_refused() {
     let mut nats = UserNats { issuer_account: core.public_key.clone(), ..Default::default() };
     nats.permissions.publish.allow = vec![">".into()];
     nats.permissions.subscribe.allow = vec![">".into()];
-    let jwt = UserClaims::new(&victim.public_key(), "minted", nats).encode(&evil, 1_800_000_000).unwrap();
+    let jwt = UserClaims::new(victim.public_key(), "minted", nats).encode(&evil, 1_800_000_000).unwrap();
     let minted = creds::format(&jwt, &victim.seed().unwrap()).unwrap();
     let server = NatsServer::start(&case.dir.join("server/nats-server.conf"), case._tmp.path());
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
