@@ -377,6 +377,9 @@ fn namespaces(c: &Config, v: &mut Collector) {
         let stem = p.name.strip_suffix("-service").filter(|s| !s.is_empty()).unwrap_or(&p.name);
         let key = (account.to_ascii_lowercase(), stem.to_string());
         if let Some((j, other)) = seen.get(&key) {
+            if other.eq_ignore_ascii_case(&p.name) {
+                continue; // a duplicate name, reported as such
+            }
             v.add(
                 format!("service_people[{i}].name"),
                 format!(
