@@ -30,6 +30,8 @@ json.dump({"organization": {"name": "faults"}, "organizational_units": units, "s
           open(sys.argv[1], "w"))
 EOF
 config="$work/big.json"
+# This run's trust pins (never the home directory's).
+export CLAN_NATS_PINS="$work/pins.json"
 store="$work/store"
 key="$work/owner.key"
 "$bin" generate --config "$config" --out "$store" --identity "$key" >/dev/null || exit 1
@@ -39,9 +41,11 @@ ms() { date +%s%3N; }
 t0=$(ms); "$bin" generate --config "$config" --out "$work/probe" --identity "$work/probe.key" >/dev/null; t1=$(ms)
 gen_ms=$((t1 - t0))
 cp -a "$store" "$work/probe2"
-t0=$(ms); "$bin" rotate account u3 --config "$config" --out "$work/probe2" --identity "$key" >/dev/null; t1=$(ms)
+# A copy changed on its own is a fork of the same organization: give it pins of its own.
+cp "$CLAN_NATS_PINS" "$work/probe-pins.json"
+t0=$(ms); CLAN_NATS_PINS="$work/probe-pins.json" "$bin" rotate account u3 --config "$config" --out "$work/probe2" --identity "$key" >/dev/null; t1=$(ms)
 rot_ms=$((t1 - t0))
-rm -rf "$work/probe" "$work/probe.key" "$work/probe2"
+rm -rf "$work/probe" "$work/probe.key" "$work/probe2" "$work/probe-pins.json"
 echo "faults: a first generate takes ${gen_ms} ms, a rotation ${rot_ms} ms; $n kills"
 
 passed=0 failed=0 old=0 new=0 absent=0 complete=0

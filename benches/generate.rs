@@ -64,6 +64,7 @@ fn run(bin: &Path, config: &Path, dir: &Path, key: &Path) -> RunResult {
     let out_file = std::fs::File::create(&out_path).unwrap();
     let start = Instant::now();
     let child = Command::new(bin)
+        .env("CLAN_NATS_PINS", dir.with_extension("pins.json"))
         .args(["--json", "generate", "--config"])
         .arg(config)
         .arg("--out")

@@ -49,9 +49,13 @@ pub struct StoreArgs {
     /// The owner's age identity; created (mode 0600) if missing and DIR holds no store yet.
     #[arg(long)]
     pub identity: Utf8PathBuf,
-    /// An extra admin recipient (age1… or ssh-ed25519 …) that can read everything the owner can.
+    /// An admin recipient (age1… or ssh-ed25519 …) that can read everything the owner can.
+    /// Given: the store's admins become exactly these. Not given: the store's admins are kept.
     #[arg(long = "recipient", value_name = "R")]
     pub recipients: Vec<String>,
+    /// Remove every admin recipient of the store.
+    #[arg(long, conflicts_with = "recipients")]
+    pub no_admins: bool,
     /// Where creds go: `nsc` (…/accounts/A/users/U.creds.age) or `flat` (nats/U.creds.age).
     /// Default: the store's current layout, nsc for a new store.
     #[arg(long, value_enum)]
@@ -340,7 +344,7 @@ fn store_request<'a>(
         config: Some(&s.config),
         dir: &s.out,
         identity: &s.identity,
-        admins: Some(s.recipients.clone()),
+        admins: (s.no_admins || !s.recipients.is_empty()).then(|| s.recipients.clone()),
         rotate: None,
         imported: None,
         action,
@@ -441,6 +445,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
 
 fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let users: usize = o.plan.accounts.iter().map(|a| a.users.len()).sum();
+    for c in &o.recipient_changes {
+        eprintln!("clan-nats: {c}");
+    }
     if json {
         let v = json!({
             "dir": dir,
@@ -452,6 +459,7 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             "changed": o.report.swapped,
             "written": o.report.written,
             "removed": o.report.removed,
+            "recipient_changes": o.recipient_changes,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {

@@ -47,6 +47,30 @@ pub struct Outcome {
     pub report: WriteReport,
     pub identity_created: bool,
     pub owner_recipient: String,
+    /// Who can decrypt that changed, one line each by name (`admin-1 (age1…) removed`).
+    pub recipient_changes: Vec<String>,
+}
+
+/// The recipients (by name) added, removed or changed from one manifest to the next.
+pub fn recipient_changes(old: Option<&Manifest>, new: &Manifest) -> Vec<String> {
+    let empty = std::collections::BTreeMap::new();
+    let before = old.map_or(&empty, |m| &m.recipients);
+    let mut out = Vec::new();
+    for (name, r) in &new.recipients {
+        match before.get(name) {
+            None if old.is_some() => out.push(format!("recipient {name} ({r}) added")),
+            Some(b) if b != r => out.push(format!("recipient {name} changed: {b} -> {r}")),
+            _ => {}
+        }
+    }
+    for (name, r) in before {
+        if !new.recipients.contains_key(name) {
+            out.push(format!(
+                "recipient {name} ({r}) removed: it can no longer decrypt what is re-encrypted from now on"
+            ));
+        }
+    }
+    out
 }
 
 /// A change to the governance record, applied with the operator key in hand.
@@ -102,6 +126,7 @@ fn parse_config(path: &Utf8Path, bytes: &[u8]) -> Result<config::Config, Error> 
 /// sign, encrypt → governance → atomic write → advance the pin.
 pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outcome, Error> {
     let trace = Trace::new();
+    let _lock = store::lock(req.dir)?;
     let old_tree = store::read_tree(req.dir)?;
     // Nothing of DIR is used before it is checked against this machine's pin.
     let verified = trust::check_for_write(req.dir, &old_tree, req.pins)?;
@@ -222,6 +247,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         .filter(|(k, _)| !k.starts_with("governance/"))
         .ne(existing.tree.iter().filter(|(k, _)| !k.starts_with("governance/")));
     let new_manifest = Manifest::parse(&tree[MANIFEST]).expect("just built");
+    let recipient_changes = recipient_changes(existing.manifest.as_ref(), &new_manifest);
     let actor =
         gov.as_ref().map_or_else(|| plan.owner_id.clone().unwrap_or_else(|| "owner".into()), |g| actor(g, &identity));
     let gov = match gov {
@@ -251,7 +277,13 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let report = store::write_tree(req.dir, &tree, &existing.tree)?;
     trust::advance(req.pins, req.dir, &tree)?;
     trace.mark("write");
-    Ok(Outcome { plan, report, identity_created: created, owner_recipient: identity.recipients[0].clone() })
+    Ok(Outcome {
+        plan,
+        report,
+        identity_created: created,
+        owner_recipient: identity.recipients[0].clone(),
+        recipient_changes,
+    })
 }
 
 /// Say which identity a command acts with (on stderr: stdout may be JSON).
@@ -405,6 +437,7 @@ pub fn export_nsc(
     now: i64,
     pins: &mut Pins,
 ) -> Result<(usize, Vec<Utf8PathBuf>), Error> {
+    let _lock = store::lock(dir)?;
     let (tree, m, g) = open_for_write(dir, pins)?;
     let op = operator_key(&tree, &m, identity)?;
     let export = crate::nsc::export_tree(&tree, identity)?;
@@ -482,8 +515,10 @@ pub fn init(
     if owner_id.trim().is_empty() {
         return Err(Error::Usage("--owner-id is empty".into()));
     }
+    let _lock = store::lock(dir)?;
     let old = store::read_tree(dir)?;
-    if !old.is_empty() {
+    let strangers: Vec<String> = store::foreign_entries(dir)?.into_iter().filter(|n| !n.starts_with('.')).collect();
+    if !old.is_empty() || !strangers.is_empty() {
         return Err(Error::Usage(format!("{dir}: not empty; init only starts a new store")));
     }
     let (identity, created) = Identity::load_or_create(identity_path)?;
@@ -555,6 +590,7 @@ pub fn invite(
     now: i64,
     pins: &mut Pins,
 ) -> Result<(String, Invite), Error> {
+    let _lock = store::lock(dir)?;
     let (tree, m, g) = open_for_write(dir, pins)?;
     let op = operator_key(&tree, &m, identity)?;
     // The same checks as `team add`, on a scratch copy.

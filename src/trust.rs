@@ -95,6 +95,18 @@ pub fn head_problems(g: &Governance, pin: &Pin) -> Vec<String> {
 /// exactly the state its owner signed; otherwise nothing may be written (exit 3).
 pub fn check_for_write(dir: &Utf8Path, tree: &Tree, pins: &Pins) -> Result<Option<Verified>, Error> {
     if tree.is_empty() {
+        // A new store may go into an empty directory, or one holding only
+        // dotfiles (a `git init`-ed one); anything else is someone's data.
+        let strangers: Vec<String> =
+            crate::store::foreign_entries(dir)?.into_iter().filter(|n| !n.starts_with('.')).collect();
+        if !strangers.is_empty() {
+            return Err(crate::generate::GenerateError::Damaged(format!(
+                "{dir} is not empty and holds no clan-nats store (it has {}); refusing to write a store into it: \
+                 use an empty directory, or one that holds only dotfiles such as .git",
+                strangers.join(", ")
+            ))
+            .into());
+        }
         return Ok(None);
     }
     let Some((g, m)) = org_of(tree)? else {

@@ -6,4 +6,4 @@ pub mod pin;
 pub mod tree;
 
 pub use layout::{key_path, Format, Layout, MANIFEST, SERVER_CONF, SERVER_JSON};
-pub use tree::{read_tree, write_tree, Tree, WriteReport};
+pub use tree::{foreign_entries, lock, read_tree, write_tree, Lock, Tree, WriteReport};

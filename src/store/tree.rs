@@ -27,6 +27,8 @@ pub enum StoreError {
     Symlink(Utf8PathBuf),
     #[error("{0}: file name is not UTF-8")]
     NotUtf8(String),
+    #[error("{holder} is writing {dir}; try again when it has finished")]
+    Locked { dir: Utf8PathBuf, holder: String },
 }
 
 fn io_err(path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -44,7 +46,41 @@ pub struct WriteReport {
     pub removed: Vec<String>,
 }
 
-/// Read every file under `dir`. A missing `dir` is an empty tree.
+/// The top-level names a store owns. Everything else in DIR (`.git`, a
+/// `README.md`, a `notes/` folder, any dotfile) is the user's: never read,
+/// never removed, carried over unchanged (same inodes) by every write.
+pub const MANAGED: [&str; 6] = ["manifest.json", "config.json", "governance", "nsc", "server", "nats"];
+
+/// Is a top-level name of DIR one the store owns?
+pub fn is_managed(top: &str) -> bool {
+    MANAGED.contains(&top)
+}
+
+/// The top-level entries of `dir` that are not the store's, sorted.
+pub fn foreign_entries(dir: &Utf8Path) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+        Ok(e) => e,
+    };
+    for e in entries {
+        let e = e.map_err(io_err(dir))?;
+        let name = e
+            .file_name()
+            .to_str()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::NotUtf8(format!("{dir}/{}", e.file_name().to_string_lossy())))?;
+        if !is_managed(&name) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Read every file of the store in `dir` (the [`MANAGED`] entries; the
+/// user's files beside them are not read). A missing `dir` is an empty tree.
 pub fn read_tree(dir: &Utf8Path) -> Result<Tree, StoreError> {
     let mut tree = Tree::new();
     match fs::symlink_metadata(dir) {
@@ -76,6 +112,9 @@ fn walk(root: &Utf8Path, rel: &str, files: &mut Vec<String>) -> Result<(), Store
             .to_str()
             .map(str::to_string)
             .ok_or_else(|| StoreError::NotUtf8(format!("{here}/{}", entry.file_name().to_string_lossy())))?;
+        if rel.is_empty() && !is_managed(&name) {
+            continue;
+        }
         let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
         let path = root.join(&child);
         let ft = entry.file_type().map_err(io_err(&path))?;
@@ -177,6 +216,12 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
         .collect::<Result<_, StoreError>>()?;
     report.written = written.into_iter().flatten().collect();
     report.removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    if existed {
+        // The user's entries go over unchanged: hard links to the same inodes.
+        for name in foreign_entries(dir)? {
+            link_into(&dir.join(&name), &tmp_path.join(&name))?;
+        }
+    }
     sync_filesystem(&tmp_path)?;
 
     if existed {
@@ -191,6 +236,99 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
         let _ = f.sync_all();
     }
     Ok(report)
+}
+
+/// Recreate `src` at `dst` without copying data: files are hard-linked (the
+/// same inode, so a git repository in DIR does not notice), directories made
+/// anew with the same mode, symbolic links re-created.
+fn link_into(src: &Utf8Path, dst: &Utf8Path) -> Result<(), StoreError> {
+    let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(src).map_err(io_err(src))?;
+        std::os::unix::fs::symlink(target, dst).map_err(io_err(dst))
+    } else if meta.is_dir() {
+        fs::create_dir(dst).map_err(io_err(dst))?;
+        for e in fs::read_dir(src).map_err(io_err(src))? {
+            let e = e.map_err(io_err(src))?;
+            let name = e.file_name();
+            let name = name.to_str().ok_or_else(|| StoreError::NotUtf8(format!("{src}/{}", name.to_string_lossy())))?;
+            link_into(&src.join(name), &dst.join(name))?;
+        }
+        set_mode(dst, meta.permissions().mode() & 0o7777)
+    } else {
+        fs::hard_link(src, dst).map_err(io_err(dst))
+    }
+}
+
+/// An exclusive lock on a store, held while a command reads, decides and
+/// writes: `.<DIR name>.clan-nats.lock` beside DIR, holding the writer's pid,
+/// removed again when dropped (a killed writer's file is simply reused).
+pub struct Lock {
+    file: Option<fs::File>,
+    path: Utf8PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(f) = self.file.take() else { return };
+        // Remove the file only while it is still ours (the inode we locked).
+        if let (Ok(a), Ok(b)) = (f.metadata(), fs::metadata(&self.path)) {
+            if a.ino() == b.ino() && a.dev() == b.dev() {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// Take the store's lock, or fail at once naming the process that holds it.
+/// Where DIR's parent does not exist yet there is nothing to lock (and
+/// nothing is created).
+pub fn lock(dir: &Utf8Path) -> Result<Lock, StoreError> {
+    use std::io::{Read, Seek};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let parent = parent_of(dir);
+    let path = parent.join(format!(".{}.clan-nats.lock", dir.file_name().unwrap_or("store")));
+    if !parent.is_dir() {
+        return Ok(Lock { file: None, path });
+    }
+    loop {
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // SAFETY: a valid open file descriptor.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StoreError::Locked {
+                dir: dir.to_owned(),
+                holder: if pid.is_empty() {
+                    "another clan-nats".into()
+                } else {
+                    format!("another clan-nats (pid {pid})")
+                },
+            });
+        }
+        // The holder before us may have removed the file between our open and our
+        // lock: then we locked a file nobody else will see; take the new one.
+        let same = match (f.metadata(), fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if !same {
+            continue;
+        }
+        f.set_len(0).and_then(|_| f.rewind()).map_err(io_err(&path))?;
+        write!(f, "{}", std::process::id()).map_err(io_err(&path))?;
+        return Ok(Lock { file: Some(f), path });
+    }
 }
 
 fn set_mode(path: &Utf8Path, mode: u32) -> Result<(), StoreError> {
@@ -281,27 +419,31 @@ mod tests {
     fn create_update_and_noop() {
         let base = tempfile::tempdir().unwrap();
         let dir = Utf8PathBuf::from_path_buf(base.path().join("out")).unwrap();
-        let t1 = tree(&[("a/b/c.txt", "one"), ("top", "x")]);
+        let t1 = tree(&[("nsc/b/c.txt", "one"), ("manifest.json", "x")]);
         let r = write_tree(&dir, &t1, &Tree::new()).unwrap();
-        assert_eq!(r.written, ["a/b/c.txt", "top"]);
+        assert_eq!(r.written, ["manifest.json", "nsc/b/c.txt"]);
         assert_eq!(read_tree(&dir).unwrap(), t1);
-        assert_eq!(fs::metadata(dir.join("a/b")).unwrap().mode() & 0o777, DIR_MODE);
-        assert_eq!(fs::metadata(dir.join("top")).unwrap().mode() & 0o777, FILE_MODE);
+        assert_eq!(fs::metadata(dir.join("nsc/b")).unwrap().mode() & 0o777, DIR_MODE);
+        assert_eq!(fs::metadata(dir.join("manifest.json")).unwrap().mode() & 0o777, FILE_MODE);
 
-        let ino = fs::metadata(dir.join("top")).unwrap().ino();
+        let ino = fs::metadata(dir.join("manifest.json")).unwrap().ino();
         let r = write_tree(&dir, &t1, &read_tree(&dir).unwrap()).unwrap();
         assert!(!r.swapped && r.written.is_empty());
-        assert_eq!(fs::metadata(dir.join("top")).unwrap().ino(), ino, "no-op must not rewrite");
+        assert_eq!(fs::metadata(dir.join("manifest.json")).unwrap().ino(), ino, "no-op must not rewrite");
 
-        let t2 = tree(&[("a/b/c.txt", "two"), ("top", "x"), ("new", "n")]);
+        let t2 = tree(&[("nsc/b/c.txt", "two"), ("manifest.json", "x"), ("server/new", "n")]);
         let r = write_tree(&dir, &t2, &t1).unwrap();
-        assert_eq!(r.written, ["a/b/c.txt", "new"]);
+        assert_eq!(r.written, ["nsc/b/c.txt", "server/new"]);
         assert_eq!(read_tree(&dir).unwrap(), t2);
-        assert_eq!(fs::metadata(dir.join("top")).unwrap().ino(), ino, "unchanged files are linked, not copied");
+        assert_eq!(
+            fs::metadata(dir.join("manifest.json")).unwrap().ino(),
+            ino,
+            "unchanged files are linked, not copied"
+        );
 
-        let t3 = tree(&[("top", "x")]);
+        let t3 = tree(&[("manifest.json", "x")]);
         let r = write_tree(&dir, &t3, &t2).unwrap();
-        assert_eq!(r.removed, ["a/b/c.txt", "new"]);
+        assert_eq!(r.removed, ["nsc/b/c.txt", "server/new"]);
         assert_eq!(read_tree(&dir).unwrap(), t3);
         let siblings: Vec<_> = fs::read_dir(base.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(siblings, ["out"], "no temporary directory is left behind");
@@ -312,7 +454,7 @@ mod tests {
         let base = tempfile::tempdir().unwrap();
         let dir = Utf8PathBuf::from_path_buf(base.path().join("out")).unwrap();
         fs::create_dir_all(base.path().join(".out.clan-nats-abc/x")).unwrap();
-        write_tree(&dir, &tree(&[("f", "1")]), &Tree::new()).unwrap();
+        write_tree(&dir, &tree(&[("manifest.json", "1")]), &Tree::new()).unwrap();
         assert!(!base.path().join(".out.clan-nats-abc").exists());
     }
 
@@ -320,7 +462,33 @@ mod tests {
     fn symlinks_are_refused() {
         let base = tempfile::tempdir().unwrap();
         let dir = Utf8PathBuf::from_path_buf(base.path().to_path_buf()).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", base.path().join("link")).unwrap();
+        fs::create_dir(base.path().join("nsc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", base.path().join("nsc/link")).unwrap();
         assert!(matches!(read_tree(&dir), Err(StoreError::Symlink(_))));
+        // Outside the store's own entries, a link is the user's and is not even read.
+        fs::remove_file(base.path().join("nsc/link")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", base.path().join("link")).unwrap();
+        assert!(read_tree(&dir).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_users_entries_are_kept_as_they_are() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(base.path().join("out")).unwrap();
+        let t1 = tree(&[("manifest.json", "1"), ("nsc/x", "x")]);
+        write_tree(&dir, &t1, &Tree::new()).unwrap();
+        fs::create_dir_all(dir.join(".git/objects")).unwrap();
+        fs::write(dir.join(".git/objects/ab"), "blob").unwrap();
+        fs::set_permissions(dir.join(".git/objects"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(dir.join("README.md"), "hi").unwrap();
+        let ino = fs::metadata(dir.join(".git/objects/ab")).unwrap().ino();
+        assert_eq!(read_tree(&dir).unwrap(), t1, "the user's files are not read");
+        let t2 = tree(&[("manifest.json", "2")]);
+        let r = write_tree(&dir, &t2, &t1).unwrap();
+        assert_eq!(r.removed, ["nsc/x"]);
+        assert_eq!(fs::metadata(dir.join(".git/objects/ab")).unwrap().ino(), ino);
+        assert_eq!(fs::metadata(dir.join(".git/objects")).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::read_to_string(dir.join("README.md")).unwrap(), "hi");
+        assert_eq!(foreign_entries(&dir).unwrap(), [".git", "README.md"]);
     }
 }

@@ -1,0 +1,144 @@
+//! The daily loop: a store never loses a file it did not write or an access
+//! it was given, and a second writer is told who holds the store.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use clan_nats::manifest::Manifest;
+use common::*;
+
+fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn manifest(dir: &Path) -> Manifest {
+    Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// `git init` inside DIR, a README and a notes folder: every command that
+/// rewrites the store keeps them, as the same inodes, and `verify` ignores them.
+#[test]
+fn files_the_store_did_not_write_survive_every_write() {
+    let git = require("git");
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let g = |args: &[&str]| {
+        let o = Command::new(&git).arg("-C").arg(&dir).args(args).output().unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    g(&["init", "-q"]);
+    g(&["-c", "user.name=t", "-c", "user.email=t@example.invalid", "add", "-A"]);
+    g(&["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "store"]);
+    std::fs::write(dir.join("README.md"), "our notes\n").unwrap();
+    std::fs::create_dir_all(dir.join("notes/deep")).unwrap();
+    std::fs::write(dir.join("notes/deep/a.txt"), "a").unwrap();
+    std::fs::write(dir.join(".envrc"), "use flake\n").unwrap();
+    std::os::unix::fs::symlink("README.md", dir.join("LINK")).unwrap();
+    let ino = |p: &str| std::fs::metadata(dir.join(p)).unwrap().ino();
+    let before = [ino(".git/HEAD"), ino("README.md"), ino("notes/deep/a.txt"), ino(".envrc")];
+
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+    let out = ok(run(&["--json", "rotate", "user", "audio-service", "--dir", d, "--identity", k]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["changed"].as_bool().unwrap());
+    let removed: Vec<&str> = v["removed"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert!(removed.iter().all(|p| p.starts_with("nsc/")), "only the store's own files are removed: {removed:?}");
+    assert_eq!([ino(".git/HEAD"), ino("README.md"), ino("notes/deep/a.txt"), ino(".envrc")], before);
+    assert_eq!(std::fs::read_link(dir.join("LINK")).unwrap(), Path::new("README.md"));
+    // git still sees its repository, and sees the rotation as a change of the store's files.
+    let status = String::from_utf8(g(&["status", "--porcelain"]).stdout).unwrap();
+    assert!(status.contains("audio-service.jwt") && status.contains("README.md"), "{status}");
+    ok(run(&["verify", d, "--identity", k]));
+    // A full generate keeps them too.
+    ok(try_generate(&example(), &dir, &key, &["--format", "flat"]));
+    assert_eq!([ino(".git/HEAD"), ino("README.md"), ino("notes/deep/a.txt"), ino(".envrc")], before);
+}
+
+/// A new store goes into an empty directory or a `git init`-ed one, never
+/// into a directory holding someone's files.
+#[test]
+fn a_new_store_only_goes_into_an_empty_or_dotfile_only_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    generate(&example(), &repo, &tmp.path().join("a.key"));
+    assert!(repo.join(".git/HEAD").exists() && repo.join("manifest.json").exists());
+
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join("Documents")).unwrap();
+    std::fs::write(home.join("thesis.txt"), "years of work").unwrap();
+    let before = snapshot(&home);
+    let out = try_generate(&example(), &home, &tmp.path().join("b.key"), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("holds no clan-nats store (it has Documents, thesis.txt)"), "{err}");
+    assert_eq!(snapshot(&home), before);
+}
+
+/// Admins given once are kept by later runs; dropping them is explicit and named.
+#[test]
+fn admins_survive_a_rerun_and_are_only_dropped_explicitly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    let (_, admin) = {
+        let p = tmp.path().join("admin.key");
+        let (id, _) = clan_nats::vault::Identity::load_or_create(&utf8(&p)).unwrap();
+        (p, id.recipients[0].clone())
+    };
+    ok(try_generate(&example(), &dir, &key, &["--recipient", &admin]));
+    assert_eq!(manifest(&dir).recipients.get("admin-1"), Some(&admin));
+    // A routine re-run (with a change, so files are re-encrypted) keeps the admin.
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    cfg["service_people"][0]["nats_permissions"]["max_payload"] = 2048.into();
+    let changed = tmp.path().join("changed.json");
+    std::fs::write(&changed, cfg.to_string()).unwrap();
+    let out = ok(try_generate(&changed, &dir, &key, &[]));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("admin-1"), "no recipient change");
+    let m = manifest(&dir);
+    assert_eq!(m.recipients.get("admin-1"), Some(&admin));
+    let seeds: Vec<_> = m.secrets.values().filter(|s| s.kind == "seed").collect();
+    assert!(seeds.iter().all(|s| s.recipients.contains(&"admin-1".to_string())));
+    // --no-admins drops it, and says so by name.
+    let out = ok(try_generate(&changed, &dir, &key, &["--no-admins"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("recipient admin-1 ({admin}) removed")), "{err}");
+    assert!(!manifest(&dir).recipients.contains_key("admin-1"));
+}
+
+/// A second writer fails at once, naming the process that holds the store.
+#[test]
+fn a_second_writer_is_told_who_holds_the_store() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let mut lock = std::fs::OpenOptions::new() // the documented lock file, held by this test
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp.path().join(".store.clan-nats.lock"))
+        .unwrap();
+    // SAFETY: a valid open file descriptor.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    write!(lock, "{}", std::process::id()).unwrap();
+    let before = snapshot(&dir);
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+    let t = std::time::Instant::now();
+    let out = run(&["rotate", "user", "audio-service", "--dir", d, "--identity", k]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("another clan-nats (pid {}) is writing {d}", std::process::id())), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "it must fail at once, not wait");
+    assert_eq!(snapshot(&dir), before);
+    drop(lock);
+    ok(run(&["rotate", "user", "audio-service", "--dir", d, "--identity", k]));
+}
