@@ -240,7 +240,7 @@ fn a_directory_that_is_not_a_store_is_not_overwritten() {
     std::fs::write(dir.join("precious.txt"), "keep me").unwrap();
     let out = try_generate(&example(), &dir, &key, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a clan-nats store"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds no clan-nats store (it has precious.txt)"));
     assert_eq!(std::fs::read_to_string(dir.join("precious.txt")).unwrap(), "keep me");
     assert!(!key.exists(), "no identity is created when nothing can be generated");
 }
