@@ -60,9 +60,13 @@ pub struct StoreArgs {
     /// Default: the store's current layout, nsc for a new store.
     #[arg(long, value_enum)]
     pub format: Option<crate::store::Format>,
-    /// Confirm a config change of the owner's or a host's recipient without asking.
+    /// Confirm without asking: a config change of the owner's or a host's
+    /// recipient, or changes that stop deployed credentials from working.
     #[arg(long)]
     pub yes: bool,
+    /// Show what would change (like `clan-nats plan`), write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// An existing store and the identity acting on it.
@@ -77,7 +81,8 @@ pub struct DirArgs {
     /// The config to reconcile with; default: the one the store was generated from.
     #[arg(long)]
     pub config: Option<Utf8PathBuf>,
-    /// Confirm a config change of the owner's or a host's recipient without asking.
+    /// Confirm without asking: a config change of the owner's or a host's
+    /// recipient, or changes that stop deployed credentials from working.
     #[arg(long)]
     pub yes: bool,
 }
@@ -88,6 +93,15 @@ pub enum Command {
     Generate {
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// What `generate` would change, without writing: users and accounts created,
+    /// re-keyed, re-issued or removed (and why), who gains or loses access, next steps.
+    Plan {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Exit 0 when nothing would change, 2 when changes are pending, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
     },
     /// Check signatures, the operator → account → user chain, the layout, every
     /// sha256, governance and recipients; with an identity, decrypt and check every secret.
@@ -290,11 +304,11 @@ Every server's `operator` setting, every account JWT and every user's creds chai
 re-roots trust everywhere at once. Rotate the operator signing key instead (`rotate operator-signing-key`); \
 if the identity key itself is compromised, create a new store with a new operator and migrate to it.";
 
-/// The confirmation of a config change that changes who can decrypt: `--yes`,
-/// else a question on the terminal, else a refusal that shows the changes.
-pub fn confirm_changes(yes: bool) -> impl FnMut(&[String]) -> Result<bool, Error> {
-    move |changes: &[String]| {
-        eprintln!("clan-nats: this config changes who can decrypt the store:");
+/// The confirmation of a change that needs one: `--yes`, else a question on
+/// the terminal, else a refusal that shows the changes.
+pub fn confirm_changes(yes: bool) -> impl FnMut(&str, &[String]) -> Result<bool, Error> {
+    move |heading: &str, changes: &[String]| {
+        eprintln!("clan-nats: {heading}:");
         for c in changes {
             eprintln!("  {c}");
         }
@@ -317,7 +331,7 @@ fn request<'a>(
     action: &'a str,
     rotate: Option<Rotation>,
     pins: &'a mut Pins,
-    confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
+    confirm: ops::Confirm<'a>,
 ) -> Request<'a> {
     Request {
         config: d.config.as_deref(),
@@ -331,6 +345,7 @@ fn request<'a>(
         now: now(),
         pins,
         confirm,
+        dry_run: false,
     }
 }
 
@@ -338,7 +353,7 @@ fn store_request<'a>(
     s: &'a StoreArgs,
     action: &'a str,
     pins: &'a mut Pins,
-    confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
+    confirm: ops::Confirm<'a>,
 ) -> Request<'a> {
     Request {
         config: Some(&s.config),
@@ -352,6 +367,7 @@ fn store_request<'a>(
         now: now(),
         pins,
         confirm,
+        dry_run: s.dry_run,
     }
 }
 
@@ -362,7 +378,23 @@ fn load_identity(path: &Utf8Path) -> Result<Identity, Error> {
     Ok(id)
 }
 
-pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+/// Run a command; `Ok` holds the exit code (0, or 2 for `plan
+/// --detailed-exitcode` with changes pending).
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
+    if let Command::Plan { detailed_exitcode: true, .. } = &cli.command {
+        // terraform's convention: 0 no change, 2 changes pending, 1 any error.
+        return match dispatch(cli, out) {
+            Ok(code) => Ok(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Ok(1)
+            }
+        };
+    }
+    dispatch(cli, out)
+}
+
+fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     let json = cli.json;
     let pins_path = match cli.pins {
         Some(p) => p,
@@ -370,11 +402,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     };
     let mut pins = Pins::load(&pins_path)?;
     let pins = &mut pins;
-    match cli.command {
+    let done: Result<(), Error> = match cli.command {
         Command::Generate { store } => {
             let mut confirm = confirm_changes(store.yes);
             let outcome = ops::reconcile(store_request(&store, "generate", pins, &mut confirm), None)?;
+            if store.dry_run {
+                return print_plan(&outcome, json, false, out);
+            }
             print_outcome(&outcome, &store.out, json, out)
+        }
+        Command::Plan { mut store, detailed_exitcode } => {
+            store.dry_run = true;
+            let mut confirm = confirm_changes(store.yes);
+            let outcome = ops::reconcile(store_request(&store, "generate", pins, &mut confirm), None)?;
+            return print_plan(&outcome, json, detailed_exitcode, out);
         }
         Command::Verify { dir, identity, operator } => {
             verify_cmd(&dir, identity.as_deref(), operator.as_deref(), pins, json, out)
@@ -440,7 +481,23 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Team { command } => team(command, pins, json, out),
         Command::Info { dir, identity } => info(&dir, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
+    };
+    done.map(|()| 0)
+}
+
+/// A plan (a dry run's change set) in text or JSON; the exit code it asks for.
+fn print_plan(o: &Outcome, json: bool, detailed_exitcode: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    if json {
+        let v = json!({"changes_pending": !o.changes.is_empty(), "plan": o.changes, "recipient_changes": o.recipient_changes});
+        writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
+    } else {
+        for c in &o.recipient_changes {
+            writeln!(out, "{c}")?;
+        }
+        write!(out, "{}", o.changes.render())?;
+        writeln!(out, "(plan only: nothing was written)")?;
     }
+    Ok(if detailed_exitcode && !o.changes.is_empty() { 2 } else { 0 })
 }
 
 fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
@@ -460,6 +517,7 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             "written": o.report.written,
             "removed": o.report.removed,
             "recipient_changes": o.recipient_changes,
+            "next_steps": o.changes.next_steps,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
@@ -478,6 +536,12 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             o.plan.accounts.len(),
             users
         )?;
+        if o.report.swapped && !o.changes.next_steps.is_empty() {
+            writeln!(out, "next steps:")?;
+            for s in &o.changes.next_steps {
+                writeln!(out, "  {s}")?;
+            }
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! → [`generate`] (reconcile with the existing store, sign, encrypt) →
 //! [`store`] (nsc layout, atomic write). [`verify`] checks a written store.
 
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod error;

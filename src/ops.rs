@@ -18,6 +18,10 @@ use crate::store::{self, Tree, WriteReport, MANIFEST};
 use crate::trust;
 use crate::vault::{self, Identity};
 
+/// The question asked before a change that needs confirmation: a heading and
+/// the changes, one line each; `Ok(false)` refuses.
+pub type Confirm<'a> = &'a mut dyn FnMut(&str, &[String]) -> Result<bool, Error>;
+
 /// What a reconcile is asked to do.
 pub struct Request<'a> {
     /// The config; `None` means the one the store was generated from (`DIR/config.json`).
@@ -35,9 +39,13 @@ pub struct Request<'a> {
     pub now: i64,
     /// This machine's trust pins: checked before, advanced after the write.
     pub pins: &'a mut Pins,
-    /// Asked when a `--config` changes who can decrypt (the owner's or a
-    /// host's recipient); gets the changes, one line each. `false` refuses.
-    pub confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
+    /// Asked before a change that needs confirmation: a `--config` that
+    /// changes who can decrypt (the owner's or a host's recipient), or one that
+    /// stops deployed credentials from working. Gets a heading and the changes,
+    /// one line each; `false` refuses.
+    pub confirm: Confirm<'a>,
+    /// Decide everything, write nothing (`plan`, `generate --dry-run`).
+    pub dry_run: bool,
 }
 
 /// What a reconcile did.
@@ -49,6 +57,8 @@ pub struct Outcome {
     pub owner_recipient: String,
     /// Who can decrypt that changed, one line each by name (`admin-1 (age1…) removed`).
     pub recipient_changes: Vec<String>,
+    /// What changed (or, in a dry run, would change), and what must happen next.
+    pub changes: crate::changes::ChangeSet,
 }
 
 /// The recipients (by name) added, removed or changed from one manifest to the next.
@@ -137,7 +147,10 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
         let old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
         let changes = config::recipient_changes(&old_cfg, &cfg);
-        if !changes.is_empty() && !(req.confirm)(&changes)? {
+        if !changes.is_empty()
+            && !req.dry_run
+            && !(req.confirm)("this config changes who can decrypt the store", &changes)?
+        {
             return Err(Error::Usage(format!(
                 "{config_path} changes who can decrypt the store:\n  {}\nnot confirmed; nothing was written (pass --yes to confirm)",
                 changes.join("\n  ")
@@ -197,7 +210,12 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         }
     }
     existing.imported = req.imported.unwrap_or_default();
-    let (identity, created) = Identity::load_or_create(req.identity)?;
+    let (identity, created) = if req.dry_run && !req.identity.exists() && existing.manifest.is_none() {
+        eprintln!("clan-nats: dry run: {} does not exist; planning with a throw-away identity", req.identity);
+        (Identity::ephemeral(req.identity), false)
+    } else {
+        Identity::load_or_create(req.identity)?
+    };
     announce(&identity, created);
 
     // Governance: apply the change first (it may add or remove specialists).
@@ -229,6 +247,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         .transpose()?
         .unwrap_or_default();
 
+    let rotating = req.rotate.is_some();
     let ctx = Context {
         identity: &identity,
         admins,
@@ -274,16 +293,31 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if let Some(g) = &gov {
         tree.extend(g.to_files());
     }
-    let report = store::write_tree(req.dir, &tree, &existing.tree)?;
-    trust::advance(req.pins, req.dir, &tree)?;
-    trace.mark("write");
-    Ok(Outcome {
+    let old = existing.manifest.as_ref().map(|m| (m, &existing.tree));
+    let changes = crate::changes::diff(old, &new_manifest, &tree, rotating);
+    let destructive = changes.destructive.clone();
+    let outcome = |report| Outcome {
         plan,
         report,
         identity_created: created,
         owner_recipient: identity.recipients[0].clone(),
         recipient_changes,
-    })
+        changes,
+    };
+    if req.dry_run {
+        return Ok(outcome(WriteReport::default()));
+    }
+    if !destructive.is_empty() && !(req.confirm)("these changes stop deployed credentials from working", &destructive)?
+    {
+        return Err(Error::Usage(format!(
+            "not confirmed; nothing was written (pass --yes to confirm):\n  {}",
+            destructive.join("\n  ")
+        )));
+    }
+    let report = store::write_tree(req.dir, &tree, &existing.tree)?;
+    trust::advance(req.pins, req.dir, &tree)?;
+    trace.mark("write");
+    Ok(outcome(report))
 }
 
 /// Say which identity a command acts with (on stderr: stdout may be JSON).
@@ -693,7 +727,8 @@ pub fn accept(
         format: None,
         now,
         pins,
-        confirm: &mut |_| Ok(false),
+        confirm: &mut |_, _| Ok(false),
+        dry_run: false,
     };
     let outcome = reconcile(
         r,

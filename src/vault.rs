@@ -149,6 +149,14 @@ impl Identity {
         Ok((Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: vec![public] }, true))
     }
 
+    /// A new X25519 identity held only in memory (for a dry run on a new
+    /// store: nothing may be written, not even the owner's key).
+    pub fn ephemeral(path: &Utf8Path) -> Identity {
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: vec![public] }
+    }
+
     /// Decrypt an age file with this identity.
     pub fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, VaultError> {
         let d = age::Decryptor::new_buffered(ciphertext).map_err(|e| VaultError::Decrypt(e.to_string()))?;

@@ -142,3 +142,101 @@ fn a_second_writer_is_told_who_holds_the_store() {
     drop(lock);
     ok(run(&["rotate", "user", "audio-service", "--dir", d, "--identity", k]));
 }
+
+/// `plan` (and `generate --dry-run`) shows what would change, writes nothing,
+/// and with `--detailed-exitcode` exits 0 (no change), 2 (pending) or 1 (error).
+#[test]
+fn plan_shows_the_change_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    let plan = |config: &Path, extra: &[&str]| {
+        let mut args = vec!["plan", "--config", config.to_str().unwrap(), "--dir", dir.to_str().unwrap()];
+        args.extend(["--identity", key.to_str().unwrap(), "--detailed-exitcode"]);
+        args.extend(extra);
+        run(&args)
+    };
+    // A new store: pending, and neither the store nor the identity is created.
+    let out = plan(&example(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("4 account(s) created (a new store)") && text.contains("nothing was written"), "{text}");
+    assert!(!dir.exists() && !key.exists());
+
+    generate(&example(), &dir, &key);
+    let out = plan(&example(), &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no changes"));
+
+    // One permission change and one host moved: named, with the reason and the next steps
+    // (a user's change needs no server reload: servers hold account JWTs only).
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    let people = cfg["service_people"].as_array_mut().unwrap();
+    let person = people.iter_mut().find(|p| p["name"] == "person-service").unwrap();
+    person["nats_permissions"]["publish"] = serde_json::json!(["thecowboyai.org.person.>", "thecowboyai.org.extra.>"]);
+    let hosts = cfg["hosts"].as_array_mut().unwrap();
+    let media = hosts.iter_mut().find(|h| h["name"] == "media1").unwrap();
+    let services = media["services"].as_array_mut().unwrap();
+    services.retain(|s| s != "video-service");
+    let changed = tmp.path().join("changed.json");
+    std::fs::write(&changed, cfg.to_string()).unwrap();
+    let before = snapshot(&dir);
+    let out = plan(&changed, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for needle in [
+        "user core/person-service re-issued: permissions changed",
+        "user media/video-service hosts: media1 -> (none)",
+        "host:media1 can no longer decrypt 1 file(s)",
+        "redeploy hosts core1, nats1 (their creds changed)",
+        "host media1 still holds valid creds of video-service until they are rotated: clan-nats rotate user video-service",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(snapshot(&dir), before, "plan writes nothing");
+    // The same as JSON, and through generate --dry-run.
+    let out = plan(&changed, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["changes_pending"], true);
+    assert!(v["plan"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l.as_str().unwrap().contains("person-service re-issued")));
+    let out = ok(try_generate(&changed, &dir, &key, &["--dry-run"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("person-service re-issued"));
+    assert_eq!(snapshot(&dir), before);
+    // Applying it prints the next steps.
+    let out = ok(try_generate(&changed, &dir, &key, &[]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("next steps:") && text.contains("clan-nats rotate user video-service"), "{text}");
+    // An error is exit 1 with --detailed-exitcode (not 2, which means "pending").
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, "{").unwrap();
+    assert_eq!(plan(&bad, &[]).status.code(), Some(1));
+}
+
+/// Removing an account stops every credential of it: without `--yes` (and no
+/// terminal) it is refused with the plan, exit 2, nothing written.
+#[test]
+fn changes_that_kill_deployed_credentials_need_yes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    cfg["organizational_units"].as_array_mut().unwrap().retain(|u| u["name"] != "Media");
+    cfg["service_people"].as_array_mut().unwrap().retain(|p| p["organizational_unit"] != "Media");
+    for h in cfg["hosts"].as_array_mut().unwrap() {
+        let keep = ["audio-service", "document-service", "video-service"];
+        h["services"].as_array_mut().unwrap().retain(|s| !keep.contains(&s.as_str().unwrap()));
+    }
+    let smaller = tmp.path().join("smaller.json");
+    std::fs::write(&smaller, cfg.to_string()).unwrap();
+    let before = snapshot(&dir);
+    let out = try_generate(&smaller, &dir, &key, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("account media removed: all its users stop working") && err.contains("pass --yes"), "{err}");
+    assert_eq!(snapshot(&dir), before);
+    ok(try_generate(&smaller, &dir, &key, &["--yes"]));
+    assert!(manifest(&dir).account("media").is_none());
+}

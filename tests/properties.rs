@@ -575,7 +575,8 @@ fn pipeline(spec: &Spec) {
             format: None,
             now: 1_800_000_000,
             pins: &mut pins,
-            confirm: &mut |_| Ok(false),
+            confirm: &mut |_, _| Ok(false),
+            dry_run: false,
         },
         None,
     )

@@ -72,7 +72,8 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
         format: None,
         now: 1_700_000_000,
         pins: &mut pins,
-        confirm: &mut |_| Ok(false),
+        confirm: &mut |_, _| Ok(false),
+        dry_run: false,
     };
     ops::reconcile(request, None).unwrap();
     let tree = clan_nats::store::read_tree(&store).unwrap();
