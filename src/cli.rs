@@ -349,12 +349,7 @@ fn request<'a>(
     }
 }
 
-fn store_request<'a>(
-    s: &'a StoreArgs,
-    action: &'a str,
-    pins: &'a mut Pins,
-    confirm: ops::Confirm<'a>,
-) -> Request<'a> {
+fn store_request<'a>(s: &'a StoreArgs, action: &'a str, pins: &'a mut Pins, confirm: ops::Confirm<'a>) -> Request<'a> {
     Request {
         config: Some(&s.config),
         dir: &s.out,
@@ -831,6 +826,7 @@ pub fn verify_cmd(
             "users": report.users,
             "files": report.files,
             "decrypted": report.decrypted,
+            "not_yours": report.not_yours,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     }
@@ -839,7 +835,7 @@ pub fn verify_cmd(
     }
     if !json {
         let dec = if id.is_some() {
-            format!(", {} secret(s) decrypted and checked", report.decrypted)
+            format!(", {} secret(s) decrypted and checked, {} not yours", report.decrypted, report.not_yours)
         } else {
             String::new()
         };

@@ -190,13 +190,49 @@ fn check_private(path: &Utf8Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The public key beside an ssh private key (`KEY.pub`), if there is one.
+/// The public key of an ssh private key: from the key file itself (the
+/// `openssh-key-v1` container carries it unencrypted), else from `KEY.pub`.
 fn ssh_public_of(path: &Utf8Path) -> Result<Option<String>, VaultError> {
+    if let Some(k) = fs::read_to_string(path).ok().and_then(|t| ssh_public_in_private(&t)) {
+        return Ok(Some(k));
+    }
     let pub_path = Utf8PathBuf::from(format!("{path}.pub"));
     match fs::read_to_string(&pub_path) {
         Ok(t) => Ok(Some(parse_recipient(&t)?.text)),
         Err(_) => Ok(None),
     }
+}
+
+/// `ssh-ed25519 <base64>` from an OpenSSH private key file: magic
+/// `openssh-key-v1\0`, then cipher, kdf, kdf options (strings), the key
+/// count (u32) and the first public key blob (a string).
+fn ssh_public_in_private(text: &str) -> Option<String> {
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let bytes = data_encoding::BASE64.decode(body.trim().as_bytes()).ok()?;
+    let mut rest = bytes.strip_prefix(b"openssh-key-v1\0")?;
+    let mut string = || -> Option<Vec<u8>> {
+        let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let v = rest.get(4..4 + n)?.to_vec();
+        rest = &rest[4 + n..];
+        Some(v)
+    };
+    let (_cipher, _kdf, _opts) = (string()?, string()?, string()?);
+    let count = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    rest = &rest[4..];
+    if count != 1 {
+        return None;
+    }
+    let blob = {
+        let n = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        rest.get(4..4 + n)?.to_vec()
+    };
+    let key = format!("ssh-ed25519 {}", data_encoding::BASE64.encode(&blob));
+    parse_recipient(&key).ok().map(|r| r.text)
 }
 
 #[cfg(test)]
@@ -238,6 +274,19 @@ mod tests {
         }
         fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).unwrap();
         Identity::load(&p).unwrap();
+    }
+
+    #[test]
+    fn the_public_key_of_an_ssh_identity_comes_from_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/insecure/nats1.ssh_host_ed25519_key");
+        let p = Utf8PathBuf::from_path_buf(dir.path().join("key")).unwrap();
+        fs::copy(fixture, &p).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+        // No KEY.pub beside it: the public half is read from the private key file.
+        let id = Identity::load(&p).unwrap();
+        let expected = fs::read_to_string(format!("{fixture}.pub")).unwrap();
+        assert_eq!(id.recipients, [parse_recipient(&expected).unwrap().text]);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Report {
     pub files: usize,
     /// Secrets decrypted and checked (only with an identity).
     pub decrypted: usize,
+    /// Secrets the identity is not a recipient of (skipped, not a problem:
+    /// a specialist or a host reads only its own).
+    pub not_yours: usize,
 }
 
 impl Report {
@@ -113,7 +116,7 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, trusted: Option<&st
             r.bad(&path, format!("issuer {} is neither the operator nor one of its signing keys", ac.std.iss));
         }
         preload.insert(ac.std.sub.clone(), tok.trim().to_string());
-        users(tree, &layout, a, &ac, identity, r);
+        users(tree, &m, &layout, a, &ac, identity, r);
     }
     if !m.accounts.iter().any(|a| a.public_key == op.nats.system_account && a.system) {
         r.bad(
@@ -240,6 +243,13 @@ fn recipients(tree: &Tree, m: &Manifest, r: &mut Report) {
     }
 }
 
+/// Is `identity` among the declared recipients of the secret at `path`?
+fn readable(m: &Manifest, path: &str, identity: &Identity) -> bool {
+    m.secrets.get(path).is_some_and(|s| {
+        s.recipients.iter().filter_map(|n| m.recipients.get(n)).any(|r| identity.recipients.contains(r))
+    })
+}
+
 /// Count the recipient stanzas of an age header: (X25519, ssh-ed25519, other).
 pub fn age_stanzas(bytes: &[u8]) -> Option<(usize, usize, usize)> {
     let header_end = bytes.windows(4).position(|w| w == b"\n---")?;
@@ -333,6 +343,7 @@ fn operator(tree: &Tree, m: &Manifest, layout: &Layout, r: &mut Report) -> Optio
 
 fn users(
     tree: &Tree,
+    m: &Manifest,
     layout: &Layout,
     a: &manifest::AccountEntry,
     ac: &AccountClaims,
@@ -383,7 +394,13 @@ fn users(
             r.bad(&creds_path, "missing");
             continue;
         };
-        if let Some(id) = identity {
+        if let Some(id) = identity.filter(|id| {
+            let mine = readable(m, &creds_path, id);
+            if !mine {
+                r.not_yours += 1;
+            }
+            mine
+        }) {
             match id.decrypt(ct) {
                 Err(e) => r.bad(&creds_path, format!("cannot decrypt with {}: {e}", id.path)),
                 Ok(plain) => {
@@ -452,6 +469,10 @@ fn keys(tree: &Tree, m: &Manifest, identity: Option<&Identity>, r: &mut Report) 
         }
         let Some(ct) = tree.get(&k.path) else { continue };
         let Some(id) = identity else { continue };
+        if !readable(m, &k.path, id) {
+            r.not_yours += 1;
+            continue;
+        }
         match id.decrypt(ct) {
             Err(e) => r.bad(&k.path, format!("cannot decrypt with {}: {e}", id.path)),
             Ok(plain) => {

@@ -240,3 +240,31 @@ fn changes_that_kill_deployed_credentials_need_yes() {
     ok(try_generate(&smaller, &dir, &key, &["--yes"]));
     assert!(manifest(&dir).account("media").is_none());
 }
+
+/// A host or a specialist verifies with its own identity: everything public,
+/// plus exactly the secrets encrypted to it; the rest is "not yours", not a problem.
+#[test]
+fn a_host_verifies_with_its_own_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let host = tmp.path().join("nats1.key");
+    std::fs::copy(insecure("nats1.ssh_host_ed25519_key"), &host).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let m = manifest(&dir);
+    let mine = m.hosts.iter().find(|h| h.name == "nats1").unwrap().creds.len();
+    let out = ok(run(&["--json", "verify", dir.to_str().unwrap(), "--identity", host.to_str().unwrap()]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["decrypted"].as_u64().unwrap() as usize, mine);
+    assert_eq!(v["decrypted"].as_u64().unwrap() + v["not_yours"].as_u64().unwrap(), m.secrets.len() as u64);
+    // A creds file of its own that is damaged is still a problem.
+    let own = &m.hosts.iter().find(|h| h.name == "nats1").unwrap().creds[0];
+    let mut b = std::fs::read(dir.join(own)).unwrap();
+    let n = b.len();
+    b[n - 3] ^= 1;
+    std::fs::write(dir.join(own), b).unwrap();
+    let out = run(&["verify", dir.to_str().unwrap(), "--identity", host.to_str().unwrap()]);
+    assert!(!out.status.success());
+}
