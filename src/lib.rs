@@ -17,3 +17,4 @@ pub mod plan;
 pub mod store;
 pub mod vault;
 pub mod verify;
+pub mod wiring;

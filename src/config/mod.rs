@@ -124,6 +124,12 @@ fn positional_struct(text: &str) -> Option<String> {
         if array(limits.and_then(|l| l.get("jetstream"))) {
             return Some(format!("{at}.nats_limits.jetstream"));
         }
+        for list in ["nats_exports", "nats_imports"] {
+            let items = u.get(list).and_then(Value::as_array).into_iter().flatten().enumerate();
+            if let Some((j, _)) = items.into_iter().find(|(_, e)| e.is_array()) {
+                return Some(format!("{at}.{list}[{j}]"));
+            }
+        }
     }
     for (i, p) in list("service_people") {
         if p.is_array() {

@@ -98,6 +98,10 @@ pub fn validate(c: &Config) -> Vec<Issue> {
     units(c, &mut v);
     people(c, &mut v);
     hosts(c, &mut v);
+    if v.0.is_empty() {
+        // Wiring needs the rest to be valid (units, permissions).
+        v.0.extend(crate::wiring::derive(c).err().unwrap_or_default());
+    }
     if let Some(owner) = &c.owner {
         if let Some(id) = &owner.id {
             if id.trim().is_empty() || id.chars().any(char::is_control) {
