@@ -128,6 +128,9 @@ pub enum Command {
         dir: Utf8PathBuf,
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
+        /// Show the flows between accounts: who can hear whom.
+        #[arg(long)]
+        flows: bool,
     },
     /// The secrets of a store.
     Vault {
@@ -348,13 +351,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             Ok(())
         }
         Command::Team { command } => team(command, json, out),
-        Command::Info { dir, identity } => info(&dir, identity.as_deref(), json, out),
+        Command::Info { dir, flows: true, .. } => flows_info(&dir, json, out),
+        Command::Info { dir, identity, .. } => info(&dir, identity.as_deref(), json, out),
         Command::Vault { command } => vault(command, json, out),
     }
 }
 
 fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let users: usize = o.plan.accounts.iter().map(|a| a.users.len()).sum();
+    let (added, removed) = crate::wiring::diff(&o.flows_before, &o.plan.wiring.flows);
+    for w in &o.plan.wiring.warnings {
+        eprintln!("clan-nats: warning: {w}");
+    }
     if json {
         let v = json!({
             "dir": dir,
@@ -366,6 +374,9 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             "changed": o.report.swapped,
             "written": o.report.written,
             "removed": o.report.removed,
+            "flows_added": added,
+            "flows_removed": removed,
+            "warnings": o.plan.wiring.warnings,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
@@ -384,6 +395,24 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             o.plan.accounts.len(),
             users
         )?;
+        for f in &added {
+            writeln!(out, "new flow: {}", f.describe())?;
+        }
+        for f in &removed {
+            writeln!(out, "removed flow: {}", f.describe())?;
+        }
+    }
+    Ok(())
+}
+
+fn flows_info(dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let tree = store::read_tree(dir)?;
+    let m = Manifest::parse(tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a store")))?)
+        .map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&crate::wiring::show::json(&m)).expect("json"))?;
+    } else {
+        write!(out, "{}", crate::wiring::show::text(&m))?;
     }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct Outcome {
     pub report: WriteReport,
     pub identity_created: bool,
     pub owner_recipient: String,
+    /// The flows between accounts before this run (the new ones are in `plan.wiring`).
+    pub flows_before: Vec<crate::wiring::Flow>,
 }
 
 /// A change to the governance record, applied with the operator key in hand.
@@ -98,6 +100,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         r.check(&plan).map_err(Error::Usage)?;
     }
     let mut existing = Existing::from_tree(old_tree)?;
+    let flows_before = existing.manifest.as_ref().map(|m| m.flows.clone()).unwrap_or_default();
     let gov = Governance::from_tree(&existing.tree)?;
     trace.mark("read the existing store");
     let admins: Vec<String> = match &req.admins {
@@ -221,7 +224,13 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     }
     let report = store::write_tree(req.dir, &tree, &existing.tree)?;
     trace.mark("write");
-    Ok(Outcome { plan, report, identity_created: created, owner_recipient: identity.recipients[0].clone() })
+    Ok(Outcome {
+        plan,
+        report,
+        identity_created: created,
+        owner_recipient: identity.recipients[0].clone(),
+        flows_before,
+    })
 }
 
 fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json::Value {
@@ -447,6 +456,7 @@ pub fn init(
         },
         accounts: vec![],
         units: vec![],
+        flows: vec![],
         hosts: vec![],
         recipients: [("owner".to_string(), owner.text.clone())].into_iter().collect(),
         keys,

@@ -126,6 +126,7 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
         );
     }
     server(tree, &layout, &op, &preload, r);
+    r.problems.extend(crate::wiring::verify::store(tree, &m, &layout, &preload));
     keys(tree, &m, identity, r);
 }
 

@@ -17,6 +17,7 @@
 //! a cyclic import). Every export is private (`token_req`) unless declared
 //! `public`: each import carries an activation token.
 
+pub mod show;
 pub mod subject;
 pub mod verify;
 
@@ -136,7 +137,14 @@ fn users(c: &Config, accounts: &[String]) -> Vec<User> {
                 .filter(|(_, s)| !is_plumbing(s))
                 .collect();
             let pubs = perms.publish.allow.into_iter().filter(|s| !is_plumbing(s)).collect();
-            Some(User { index, account, pubs, subs, responds: perms.resp.is_some(), declared: p.nats_permissions.is_some() })
+            Some(User {
+                index,
+                account,
+                pubs,
+                subs,
+                responds: perms.resp.is_some(),
+                declared: p.nats_permissions.is_some(),
+            })
         })
         .collect()
 }
@@ -237,14 +245,18 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         for (j, d) in unit.nats_imports.iter().enumerate() {
             let at = format!("organizational_units[{i}].nats_imports[{j}]");
             let Some(&from) = unit_index.get(d.from_unit.as_str()) else {
-                issues.push(issue(format!("{at}.from_unit"), format!("{:?} is not a unit of this config", d.from_unit)));
+                issues
+                    .push(issue(format!("{at}.from_unit"), format!("{:?} is not a unit of this config", d.from_unit)));
                 continue;
             };
             let exporter = &accounts[from];
             if exporter == importer {
                 issues.push(issue(
                     format!("{at}.from_unit"),
-                    format!("{:?} is in the same account {importer:?}: an account needs no import of its own subjects", d.from_unit),
+                    format!(
+                        "{:?} is in the same account {importer:?}: an account needs no import of its own subjects",
+                        d.from_unit
+                    ),
                 ));
                 continue;
             }
@@ -290,7 +302,9 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
                     let what = if d.kind == FlowType::Stream { "sub.allow" } else { "pub.allow" };
                     issues.push(issue(
                         format!("{at}.local_subject"),
-                        format!("no service of account {importer:?} has {l:?} in its {what}: nothing could use this import"),
+                        format!(
+                            "no service of account {importer:?} has {l:?} in its {what}: nothing could use this import"
+                        ),
                     ));
                     continue;
                 }
@@ -318,9 +332,10 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         if f.kind != FlowType::Service {
             continue;
         }
-        if let Some((o, _)) = flows[..n].iter().find(|(o, _)| {
-            o.kind == FlowType::Service && o.importer == f.importer && overlaps(o.local(), f.local())
-        }) {
+        if let Some((o, _)) = flows[..n]
+            .iter()
+            .find(|(o, _)| o.kind == FlowType::Service && o.importer == f.importer && overlaps(o.local(), f.local()))
+        {
             issues.push(issue(
                 at.clone(),
                 format!(
@@ -378,7 +393,8 @@ fn derived(
             for v in users.iter().filter(|v| v.account != u.account) {
                 for (j, q) in &v.subs {
                     let Some(s) = intersect(p, q) else { continue };
-                    let home = users.iter().any(|w| w.account == u.account && w.subs.iter().any(|(_, x)| overlaps(x, &s)));
+                    let home =
+                        users.iter().any(|w| w.account == u.account && w.subs.iter().any(|(_, x)| overlaps(x, &s)));
                     let key = if !home && v.responds {
                         (v.account.clone(), u.account.clone(), FlowType::Service)
                     } else {
@@ -421,7 +437,8 @@ fn derived(
     }
     for ((exporter, kind), subjects) in derived_exports {
         let list = exports.entry(exporter.clone()).or_default();
-        let mine: Vec<String> = subjects.into_iter().filter(|s| !list.iter().any(|e| e.kind == kind && contains(&e.subject, s))).collect();
+        let mine: Vec<String> =
+            subjects.into_iter().filter(|s| !list.iter().any(|e| e.kind == kind && contains(&e.subject, s))).collect();
         for s in merge(mine) {
             if let Some(other) = list.iter().find(|e| e.kind == kind && overlaps(&e.subject, &s)) {
                 issues.push(issue(
@@ -450,7 +467,8 @@ fn derived(
 fn cycle(flows: &[(Flow, String)], n: usize) -> Option<String> {
     let start = &flows[n].0;
     let mut visited = BTreeSet::new();
-    let mut stack = vec![(start.exporter.clone(), start.local().to_string(), vec![start.importer.clone(), start.exporter.clone()])];
+    let mut stack =
+        vec![(start.exporter.clone(), start.local().to_string(), vec![start.importer.clone(), start.exporter.clone()])];
     visited.insert(start.exporter.clone());
     while let Some((account, subject, path)) = stack.pop() {
         for (f, _) in flows.iter().filter(|(f, _)| f.importer == account && f.kind == start.kind) {

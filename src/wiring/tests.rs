@@ -23,7 +23,10 @@ fn the_example_streams_person_events_to_media_and_development() {
     );
     let core = &w.exports["core"];
     assert_eq!(core.len(), 1);
-    assert_eq!((core[0].subject.as_str(), core[0].kind, core[0].public), ("thecowboyai.org.person.>", FlowType::Stream, false));
+    assert_eq!(
+        (core[0].subject.as_str(), core[0].kind, core[0].public),
+        ("thecowboyai.org.person.>", FlowType::Stream, false)
+    );
     assert!(!w.exports.contains_key("media") && !w.exports.contains_key("development"));
     assert!(w.warnings.is_empty(), "{:?}", w.warnings);
 }
@@ -57,18 +60,28 @@ fn streams_services_merging_and_warnings() {
     let a: Vec<&str> = w.exports["a"].iter().map(|e| e.subject.as_str()).collect();
     assert_eq!(a, ["ev.a.x.>", "ev.a.y.>"]);
     let b = &w.exports["b"];
-    assert_eq!((b[0].subject.as_str(), b[0].kind, b[0].response_type.as_str()), ("req.b.get", FlowType::Service, "Singleton"));
+    assert_eq!(
+        (b[0].subject.as_str(), b[0].kind, b[0].response_type.as_str()),
+        ("req.b.get", FlowType::Service, "Singleton")
+    );
     assert_eq!(w.warnings, ["service_people[0].nats_permissions.subscribe[1]: no service may publish to \"typo.>\""]);
 }
 
 #[test]
 fn explicit_wiring_uses_only_declarations() {
-    let text = TWO.replace(
-        r#"{"name": "B"}"#,
-        r#"{"name": "B", "nats_imports": [{"from_unit": "A", "subject": "ev.a.x.>", "type": "stream"}]}"#,
-    )
-    .replace(r#"{"name": "A"}"#, r#"{"name": "A", "nats_exports": [{"subject": "ev.a.>", "type": "stream", "public": true}]}"#)
-    .replace(r#""organization": {"name": "acme"},"#, r#""organization": {"name": "acme"}, "nats_wiring": "explicit","#);
+    let text = TWO
+        .replace(
+            r#"{"name": "B"}"#,
+            r#"{"name": "B", "nats_imports": [{"from_unit": "A", "subject": "ev.a.x.>", "type": "stream"}]}"#,
+        )
+        .replace(
+            r#"{"name": "A"}"#,
+            r#"{"name": "A", "nats_exports": [{"subject": "ev.a.>", "type": "stream", "public": true}]}"#,
+        )
+        .replace(
+            r#""organization": {"name": "acme"},"#,
+            r#""organization": {"name": "acme"}, "nats_wiring": "explicit","#,
+        );
     let w = derive(&config(&text)).unwrap();
     let flows: Vec<String> = w.flows.iter().map(Flow::describe).collect();
     assert_eq!(flows, ["stream a → b: ev.a.x.> (declared)"]);
@@ -118,7 +131,9 @@ fn a_shared_namespace_in_both_directions_is_a_cycle() {
 
 #[test]
 fn upstream_fixture_wires_without_errors() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cim-keys/clan-bootstrap.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cim-keys/clan-bootstrap.json"))
+            .unwrap();
     let w = derive(&config(&text)).unwrap();
     for f in &w.flows {
         assert_ne!(f.exporter, f.importer);

@@ -9,6 +9,35 @@ use std::collections::BTreeMap;
 
 use super::subject::contains;
 use crate::jwt::{AccountClaims, ActivationClaims};
+use crate::manifest::Manifest;
+use crate::store::{Layout, Tree, SERVER_CONF, SERVER_JSON};
+
+/// Every import of the store's accounts (`preload`: public key → account JWT,
+/// already checked by the caller) and the server's `max_payload`, as
+/// `path: problem` lines.
+pub fn store(tree: &Tree, m: &Manifest, layout: &Layout, preload: &BTreeMap<String, String>) -> Vec<String> {
+    let accounts: BTreeMap<String, AccountClaims> =
+        preload.iter().filter_map(|(k, t)| AccountClaims::decode(t).ok().map(|c| (k.clone(), c))).collect();
+    let mut out = Vec::new();
+    for a in &m.accounts {
+        if let Some(c) = accounts.get(&a.public_key) {
+            let path = layout.account_jwt(&a.name);
+            out.extend(imports(c, &accounts).into_iter().map(|p| format!("{path}: {p}")));
+        }
+    }
+    let largest =
+        m.accounts.iter().flat_map(|a| &a.users).map(|u| u.payload).fold(crate::plan::DEFAULT_PAYLOAD, i64::max);
+    let json: Option<serde_json::Value> = tree.get(SERVER_JSON).and_then(|b| serde_json::from_slice(b).ok());
+    let set = json.as_ref().and_then(|v| v.get("max_payload")).and_then(serde_json::Value::as_i64);
+    if set != Some(largest) {
+        out.push(format!("{SERVER_JSON}: max_payload is {set:?}, but the largest user payload is {largest}"));
+    }
+    let conf = tree.get(SERVER_CONF).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    if !conf.lines().any(|l| l.trim() == format!("max_payload: {largest}")) {
+        out.push(format!("{SERVER_CONF}: does not set max_payload: {largest}"));
+    }
+    out
+}
 
 /// Problems of the imports of `importer`, given every account of the store by public key.
 pub fn imports(importer: &AccountClaims, accounts: &BTreeMap<String, AccountClaims>) -> Vec<String> {
@@ -23,15 +52,17 @@ pub fn imports(importer: &AccountClaims, accounts: &BTreeMap<String, AccountClai
             out.push(format!("{what}: the exporting account is not in this store"));
             continue;
         };
-        let Some(export) =
-            exporter.nats.exports.iter().find(|e| e.kind == i.kind && contains(&e.subject, &i.subject))
+        let Some(export) = exporter.nats.exports.iter().find(|e| e.kind == i.kind && contains(&e.subject, &i.subject))
         else {
             out.push(format!("{what}: account {:?} has no {} export covering it", exporter.std.name, i.kind));
             continue;
         };
         if i.token.is_empty() {
             if export.token_req {
-                out.push(format!("{what}: the export {:?} is private but the import has no activation token", export.subject));
+                out.push(format!(
+                    "{what}: the export {:?} is private but the import has no activation token",
+                    export.subject
+                ));
             }
             continue;
         }
@@ -49,7 +80,10 @@ pub fn imports(importer: &AccountClaims, accounts: &BTreeMap<String, AccountClai
             ));
         }
         if act.std.sub != importer.std.sub {
-            out.push(format!("{what}: activation token is for {}, not for this account {}", act.std.sub, importer.std.sub));
+            out.push(format!(
+                "{what}: activation token is for {}, not for this account {}",
+                act.std.sub, importer.std.sub
+            ));
         }
         if act.nats.kind != i.kind {
             out.push(format!("{what}: activation token kind {:?} is not the import type {:?}", act.nats.kind, i.kind));
@@ -61,7 +95,10 @@ pub fn imports(importer: &AccountClaims, accounts: &BTreeMap<String, AccountClai
             .iter()
             .any(|k| export.revocations.get(*k).is_some_and(|ts| *ts >= act.std.iat));
         if revoked {
-            out.push(format!("{what}: activation token (iat {}) is revoked by the export {:?}", act.std.iat, export.subject));
+            out.push(format!(
+                "{what}: activation token (iat {}) is revoked by the export {:?}",
+                act.std.iat, export.subject
+            ));
         }
     }
     out
@@ -81,7 +118,12 @@ mod tests {
     }
 
     fn world() -> World {
-        World { op: KeyPair::new_operator(), exp: KeyPair::new_account(), sk: KeyPair::new_account(), imp: KeyPair::new_account() }
+        World {
+            op: KeyPair::new_operator(),
+            exp: KeyPair::new_account(),
+            sk: KeyPair::new_account(),
+            imp: KeyPair::new_account(),
+        }
     }
 
     fn export(subject: &str) -> Export {
