@@ -91,8 +91,12 @@ pub struct Wiring {
     pub flows: Vec<Flow>,
     /// Account → its exports, sorted by subject.
     pub exports: BTreeMap<String, Vec<ExportPlan>>,
-    /// Not errors, but usually typos (a subscription nobody may publish to).
+    /// Not errors, but usually typos (a subscription nobody may publish to) or
+    /// derived flows that cannot be wired (each also in `unwired`).
     pub warnings: Vec<String>,
+    /// Derived flows left out because they would form a cycle or an ambiguous
+    /// service import.
+    pub unwired: Vec<Flow>,
 }
 
 impl Wiring {
@@ -323,44 +327,26 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         }
     }
 
-    if mode == Mode::Derived {
-        derived(&users, &mut flows, &mut exports, &mut issues);
-    }
-
-    // Service imports from one exporter must not overlap (nats-io/jwt: blocking).
-    for (n, (f, at)) in flows.iter().enumerate() {
-        if f.kind != FlowType::Service {
-            continue;
-        }
-        if let Some((o, _)) = flows[..n]
-            .iter()
-            .find(|(o, _)| o.kind == FlowType::Service && o.importer == f.importer && overlaps(o.local(), f.local()))
-        {
-            issues.push(issue(
-                at.clone(),
-                format!(
-                    "service import {:?} of account {:?} overlaps its import {:?} from {:?}: requests would be ambiguous",
-                    f.local(),
-                    f.importer,
-                    o.local(),
-                    o.exporter
-                ),
-            ));
+    // Declared imports that conflict are errors.
+    for n in 0..flows.len() {
+        if let Some(why) = conflict(&flows[..n], &flows[n].0).or_else(|| cycle(&flows, n)) {
+            issues.push(issue(flows[n].1.clone(), why));
         }
     }
-    for (n, (f, at)) in flows.iter().enumerate() {
-        if let Some(path) = cycle(&flows, n) {
-            issues.push(issue(
-                at.clone(),
-                format!(
-                    "{} import of {:?} into {:?} from {:?} forms a cycle ({path}): nats-server would drop it",
-                    f.kind.as_str(),
-                    f.subject,
-                    f.importer,
-                    f.exporter
-                ),
-            ));
+    // Derived ones are added unless they conflict: then they are reported, not wired.
+    let mut unwired = Vec::new();
+    if mode == Mode::Derived && issues.is_empty() {
+        for (f, at) in derived_flows(&users, &flows) {
+            flows.push((f, at));
+            let n = flows.len() - 1;
+            if let Some(why) = conflict(&flows[..n], &flows[n].0).or_else(|| cycle(&flows, n)) {
+                let (f, at) = flows.pop().expect("just pushed");
+                warnings
+                    .push(format!("{at}: not wired: {why}; declare the flows (nats_wiring \"explicit\") to choose"));
+                unwired.push(f);
+            }
         }
+        derived_exports(&flows, &mut exports, &mut issues);
     }
     if !issues.is_empty() {
         return Err(issues);
@@ -371,22 +357,37 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     for list in exports.values_mut() {
         list.sort_by(|a, b| (&a.subject, a.kind).cmp(&(&b.subject, b.kind)));
     }
-    Ok(Wiring { flows, exports, warnings })
+    Ok(Wiring { flows, exports, warnings, unwired })
+}
+
+/// Why `f` cannot join `accepted`: service imports of one account must not
+/// overlap (nats-io/jwt refuses overlaps from one exporter; across exporters a
+/// request would have two destinations).
+fn conflict(accepted: &[(Flow, String)], f: &Flow) -> Option<String> {
+    if f.kind != FlowType::Service {
+        return None;
+    }
+    let (o, _) = accepted
+        .iter()
+        .find(|(o, _)| o.kind == FlowType::Service && o.importer == f.importer && overlaps(o.local(), f.local()))?;
+    Some(format!(
+        "service import {:?} of account {:?} from {:?} overlaps its import {:?} from {:?}: requests would be ambiguous",
+        f.local(),
+        f.importer,
+        f.exporter,
+        o.local(),
+        o.exporter
+    ))
 }
 
 fn issue(path: String, message: impl Into<String>) -> Issue {
     Issue { path, message: message.into() }
 }
 
-/// The flows that follow from the permissions, merged and added to `flows`
-/// and `exports`.
-fn derived(
-    users: &[User],
-    flows: &mut Vec<(Flow, String)>,
-    exports: &mut BTreeMap<String, Vec<ExportPlan>>,
-    issues: &mut Vec<Issue>,
-) {
-    // (exporter, importer, kind) → overlaps, each with the first subscribe permission asking for it.
+/// The flows that follow from the permissions, merged per (exporter, importer,
+/// type), minus those a declared import already carries; each with the first
+/// subscribe permission that asks for it.
+fn derived_flows(users: &[User], declared: &[(Flow, String)]) -> Vec<(Flow, String)> {
     let mut raw: BTreeMap<(String, String, FlowType), Vec<(String, String)>> = BTreeMap::new();
     for u in users {
         for p in &u.pubs {
@@ -405,37 +406,42 @@ fn derived(
             }
         }
     }
-    let declared: Vec<Flow> = flows.iter().map(|(f, _)| f.clone()).collect();
-    let mut derived_exports: BTreeMap<(String, FlowType), Vec<String>> = BTreeMap::new();
+    let mut out = Vec::new();
     for ((exporter, importer, kind), subjects) in raw {
-        let merged = merge(subjects.iter().map(|(s, _)| s.clone()));
-        for s in merged {
-            // Already carried by a declared import on the same names.
-            if declared.iter().any(|d| {
+        for s in merge(subjects.iter().map(|(s, _)| s.clone())) {
+            let carried = declared.iter().any(|(d, _)| {
                 d.exporter == exporter
                     && d.importer == importer
                     && d.kind == kind
                     && d.local_subject.is_none()
                     && contains(&d.subject, &s)
-            }) {
+            });
+            if carried {
                 continue;
             }
             let at = subjects.iter().find(|(x, _)| contains(&s, x)).map(|(_, p)| p.clone()).unwrap_or_default();
-            derived_exports.entry((exporter.clone(), kind)).or_default().push(s.clone());
-            flows.push((
-                Flow {
-                    exporter: exporter.clone(),
-                    importer: importer.clone(),
-                    subject: s,
-                    kind,
-                    local_subject: None,
-                    origin: Origin::Derived,
-                },
-                at,
-            ));
+            let flow = Flow {
+                exporter: exporter.clone(),
+                importer: importer.clone(),
+                subject: s,
+                kind,
+                local_subject: None,
+                origin: Origin::Derived,
+            };
+            out.push((flow, at));
         }
     }
-    for ((exporter, kind), subjects) in derived_exports {
+    out
+}
+
+/// Exports covering the derived flows, merged so that no two of one account
+/// and type overlap, and none overlaps a declared one.
+fn derived_exports(flows: &[(Flow, String)], exports: &mut BTreeMap<String, Vec<ExportPlan>>, issues: &mut Vec<Issue>) {
+    let mut wanted: BTreeMap<(String, FlowType), Vec<String>> = BTreeMap::new();
+    for (f, _) in flows.iter().filter(|(f, _)| f.origin == Origin::Derived) {
+        wanted.entry((f.exporter.clone(), f.kind)).or_default().push(f.subject.clone());
+    }
+    for ((exporter, kind), subjects) in wanted {
         let list = exports.entry(exporter.clone()).or_default();
         let mine: Vec<String> =
             subjects.into_iter().filter(|s| !list.iter().any(|e| e.kind == kind && contains(&e.subject, s))).collect();
@@ -465,6 +471,19 @@ fn derived(
 /// Does import `n` close a cycle of imports of its kind with colliding subjects
 /// (what nats-server's `checkStreamImportsForCycles` / `checkServiceImportsForCycles` refuse)?
 fn cycle(flows: &[(Flow, String)], n: usize) -> Option<String> {
+    let f = &flows[n].0;
+    cycle_path(flows, n).map(|path| {
+        format!(
+            "{} import of {:?} into {:?} from {:?} forms a cycle ({path}): nats-server would drop it",
+            f.kind.as_str(),
+            f.subject,
+            f.importer,
+            f.exporter
+        )
+    })
+}
+
+fn cycle_path(flows: &[(Flow, String)], n: usize) -> Option<String> {
     let start = &flows[n].0;
     let mut visited = BTreeSet::new();
     let mut stack =

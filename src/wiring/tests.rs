@@ -124,9 +124,29 @@ fn a_shared_namespace_in_both_directions_is_a_cycle() {
       "service_people": [
         {"name": "pa", "organizational_unit": "A", "role": "Service", "nats_permissions": {"publish": ["x.>"], "subscribe": ["x.>"]}},
         {"name": "pb", "organizational_unit": "B", "role": "Service", "nats_permissions": {"publish": ["x.>"], "subscribe": ["x.>"]}}]}"#;
-    let issues = derive(&config(text)).unwrap_err();
-    assert!(issues.iter().any(|i| i.message.contains("forms a cycle")), "{issues:?}");
-    assert!(issues.iter().all(|i| i.path.starts_with("service_people[")), "{issues:?}");
+    // Derived: one direction is wired, the other is reported (not an error:
+    // the config was valid before wiring existed).
+    let w = derive(&config(text)).unwrap();
+    assert_eq!(w.flows.iter().map(Flow::describe).collect::<Vec<_>>(), ["stream a → b: x.> (derived)"]);
+    assert_eq!(w.unwired.iter().map(Flow::describe).collect::<Vec<_>>(), ["stream b → a: x.> (derived)"]);
+    assert_eq!(w.warnings.len(), 1);
+    assert!(
+        w.warnings[0].starts_with("service_people[0].nats_permissions.subscribe[0]: not wired: stream import"),
+        "{:?}",
+        w.warnings
+    );
+    assert!(w.warnings[0].contains("forms a cycle (a ← b ← a)"), "{:?}", w.warnings);
+    // Declared: the same cycle is an error at the import's path.
+    let declared = text
+        .replace(r#"{"name": "A"}"#, r#"{"name": "A", "nats_exports": [{"subject": "x.>", "type": "stream"}], "nats_imports": [{"from_unit": "B", "subject": "x.>", "type": "stream"}]}"#)
+        .replace(r#"{"name": "B"}"#, r#"{"name": "B", "nats_exports": [{"subject": "x.>", "type": "stream"}], "nats_imports": [{"from_unit": "A", "subject": "x.>", "type": "stream"}]}"#);
+    let issues = derive(&config(&declared)).unwrap_err();
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.path == "organizational_units[0].nats_imports[0]" && i.message.contains("forms a cycle")),
+        "{issues:?}"
+    );
 }
 
 #[test]
