@@ -100,14 +100,9 @@ pub fn merge(subjects: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for s in subjects {
         let mut s = s;
-        loop {
-            match out.iter().position(|o| overlaps(o, &s)) {
-                Some(i) => {
-                    let o = out.swap_remove(i);
-                    s = if contains(&o, &s) { o } else { cover(&o, &s) };
-                }
-                None => break,
-            }
+        while let Some(i) = out.iter().position(|o| overlaps(o, &s)) {
+            let o = out.swap_remove(i);
+            s = if contains(&o, &s) { o } else { cover(&o, &s) };
         }
         out.push(s);
     }
