@@ -611,3 +611,54 @@ fn bad_wiring_is_a_config_error_with_a_path() {
     );
     assert!(!tmp.path().join("store").exists());
 }
+
+/// Publish on `subject` until `sub` hears `payload` (a cross-account SUB reaches
+/// the exporter asynchronously), for up to 5 s; returns the subject it arrived on.
+async fn hear(publisher: &async_nats::Client, subject: &str, sub: &mut async_nats::Subscriber, payload: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            publisher.publish(subject.to_string(), payload.to_string().into()).await.unwrap();
+            publisher.flush().await.unwrap();
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+                assert_eq!(m.payload.as_ref(), payload.as_bytes());
+                return m.subject.to_string();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{payload:?} on {subject} never arrived"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_wiring_delivers_declared_flows_only() {
+    let s = store_from(&repo("tests/fixtures/wiring/explicit.json"));
+    let declared = s.manifest.flows.iter().filter(|f| f.origin == clan_nats::wiring::Origin::Declared).count();
+    assert_eq!((declared, s.manifest.flows.len()), (4, 4), "explicit: declared flows only");
+    // The public export needs no activation; the private ones carry one.
+    let dev = AccountClaims::decode(&std::fs::read_to_string(s.account_jwt_path("development")).unwrap()).unwrap();
+    let tokens: Vec<(&str, bool)> = dev.nats.imports.iter().map(|i| (i.subject.as_str(), !i.token.is_empty())).collect();
+    assert_eq!(
+        tokens,
+        [("thecowboyai.media.video.>", false), ("thecowboyai.org.location.lookup", true), ("thecowboyai.org.person.>", true)]
+    );
+    for bin in [debian_nats_server(), modern_nats_server()] {
+        let server = s.server(&bin);
+        let url = server.url();
+        let (person, _) = connect(&url, &s.creds(s.user("person-service"))).await;
+        let (git, _) = connect(&url, &s.creds(s.user("git-service"))).await;
+        let (video, _) = connect(&url, &s.creds(s.user("video-service"))).await;
+        let (spaces, _) = connect(&url, &s.creds(s.user("spaces-service"))).await;
+        // local_subject: core's person events arrive in development renamed.
+        let mut renamed = git.subscribe("thecowboyai.dev.inbound.person.>").await.unwrap();
+        let mut same_name = git.subscribe("thecowboyai.org.person.>").await.unwrap();
+        git.flush().await.unwrap();
+        let got = hear(&person, "thecowboyai.org.person.created", &mut renamed, "alice").await;
+        assert_eq!(got, "thecowboyai.dev.inbound.person.created", "{}", bin.display());
+        let none = tokio::time::timeout(Duration::from_millis(500), same_name.next()).await;
+        assert!(none.is_err(), "explicit wiring has no same-name import into development: {none:?}");
+        // The public export.
+        let mut v = spaces.subscribe("thecowboyai.media.video.new").await.unwrap();
+        spaces.flush().await.unwrap();
+        hear(&video, "thecowboyai.media.video.new", &mut v, "film").await;
+    }
+}

@@ -170,14 +170,6 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     let mut warnings = Vec::new();
     let mode = c.nats_wiring.unwrap_or_default();
 
-    // A subscription nobody may publish to is usually a typo.
-    for u in &users {
-        for (j, q) in &u.subs {
-            if !users.iter().any(|w| w.pubs.iter().any(|p| overlaps(p, q))) {
-                warnings.push(format!("{}: no service may publish to {q:?}", sub_path(u, *j)));
-            }
-        }
-    }
 
     // Declared exports, per account.
     let mut exports: BTreeMap<String, Vec<ExportPlan>> = BTreeMap::new();
@@ -327,6 +319,18 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         }
     }
 
+    // A subscription nobody may publish to (nor a renaming import feeds) is usually a typo.
+    for u in &users {
+        for (j, q) in &u.subs {
+            let published = users.iter().any(|w| w.pubs.iter().any(|p| overlaps(p, q)));
+            let fed = flows.iter().any(|(f, _)| {
+                f.kind == FlowType::Stream && f.importer == u.account && f.local_subject.is_some() && overlaps(f.local(), q)
+            });
+            if !published && !fed {
+                warnings.push(format!("{}: no service may publish to {q:?}", sub_path(u, *j)));
+            }
+        }
+    }
     // Declared imports that conflict are errors.
     for n in 0..flows.len() {
         if let Some(why) = conflict(&flows[..n], &flows[n].0).or_else(|| cycle(&flows, n)) {
