@@ -614,7 +614,12 @@ fn bad_wiring_is_a_config_error_with_a_path() {
 
 /// Publish on `subject` until `sub` hears `payload` (a cross-account SUB reaches
 /// the exporter asynchronously), for up to 5 s; returns the subject it arrived on.
-async fn hear(publisher: &async_nats::Client, subject: &str, sub: &mut async_nats::Subscriber, payload: &str) -> String {
+async fn hear(
+    publisher: &async_nats::Client,
+    subject: &str,
+    sub: &mut async_nats::Subscriber,
+    payload: &str,
+) -> String {
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             publisher.publish(subject.to_string(), payload.to_string().into()).await.unwrap();
@@ -636,10 +641,15 @@ async fn explicit_wiring_delivers_declared_flows_only() {
     assert_eq!((declared, s.manifest.flows.len()), (4, 4), "explicit: declared flows only");
     // The public export needs no activation; the private ones carry one.
     let dev = AccountClaims::decode(&std::fs::read_to_string(s.account_jwt_path("development")).unwrap()).unwrap();
-    let tokens: Vec<(&str, bool)> = dev.nats.imports.iter().map(|i| (i.subject.as_str(), !i.token.is_empty())).collect();
+    let tokens: Vec<(&str, bool)> =
+        dev.nats.imports.iter().map(|i| (i.subject.as_str(), !i.token.is_empty())).collect();
     assert_eq!(
         tokens,
-        [("thecowboyai.media.video.>", false), ("thecowboyai.org.location.lookup", true), ("thecowboyai.org.person.>", true)]
+        [
+            ("thecowboyai.media.video.>", false),
+            ("thecowboyai.org.location.lookup", true),
+            ("thecowboyai.org.person.>", true)
+        ]
     );
     for bin in [debian_nats_server(), modern_nats_server()] {
         let server = s.server(&bin);
@@ -661,4 +671,35 @@ async fn explicit_wiring_delivers_declared_flows_only() {
         spaces.flush().await.unwrap();
         hear(&video, "thecowboyai.media.video.new", &mut v, "film").await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_exporter_reissues_its_activations() {
+    let s = store_from(&example());
+    let token = |s: &Store, importer: &str| {
+        let c = AccountClaims::decode(&std::fs::read_to_string(s.account_jwt_path(importer)).unwrap()).unwrap();
+        clan_nats::jwt::ActivationClaims::decode(&c.nats.imports[0].token).unwrap()
+    };
+    let before = token(&s, "media");
+    let out =
+        run(&["rotate", "account", "core", "--dir", s.dir.to_str().unwrap(), "--identity", s.key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m = Manifest::parse(&std::fs::read(s.dir.join("manifest.json")).unwrap()).unwrap();
+    let core = m.account("core").unwrap();
+    for importer in ["media", "development"] {
+        let after = token(&s, importer);
+        assert_eq!(after.std.iss, core.signing_keys[0], "{importer}: signed by core's new signing key");
+        assert_eq!(after.nats.issuer_account, core.public_key);
+        assert!(after.std.iat > before.std.iat || after.std.iss != before.std.iss);
+        assert_ne!(after.std.iss, before.std.iss);
+    }
+    assert!(verify_output(&s).contains(": ok:"), "{}", verify_output(&s));
+    // And the re-issued activations work on a real server.
+    let s = Store { manifest: m, ..s };
+    let server = s.server(&debian_nats_server());
+    let (person, _) = connect(&server.url(), &s.creds(s.user("person-service"))).await;
+    let (doc, _) = connect(&server.url(), &s.creds(s.user("document-service"))).await;
+    let mut sub = doc.subscribe("thecowboyai.org.person.rotated").await.unwrap();
+    doc.flush().await.unwrap();
+    hear(&person, "thecowboyai.org.person.rotated", &mut sub, "after rotation").await;
 }

@@ -170,7 +170,6 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     let mut warnings = Vec::new();
     let mode = c.nats_wiring.unwrap_or_default();
 
-
     // Declared exports, per account.
     let mut exports: BTreeMap<String, Vec<ExportPlan>> = BTreeMap::new();
     for (i, unit) in c.organizational_units.iter().enumerate() {
@@ -324,7 +323,10 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         for (j, q) in &u.subs {
             let published = users.iter().any(|w| w.pubs.iter().any(|p| overlaps(p, q)));
             let fed = flows.iter().any(|(f, _)| {
-                f.kind == FlowType::Stream && f.importer == u.account && f.local_subject.is_some() && overlaps(f.local(), q)
+                f.kind == FlowType::Stream
+                    && f.importer == u.account
+                    && f.local_subject.is_some()
+                    && overlaps(f.local(), q)
             });
             if !published && !fed {
                 warnings.push(format!("{}: no service may publish to {q:?}", sub_path(u, *j)));
