@@ -703,3 +703,14 @@ async fn rotating_the_exporter_reissues_its_activations() {
     doc.flush().await.unwrap();
     hear(&person, "thecowboyai.org.person.rotated", &mut sub, "after rotation").await;
 }
+
+#[test]
+fn verify_notices_imports_that_differ_from_the_manifest_flows() {
+    let s = store_from(&example());
+    s.resign_account("media", |c| c.nats.imports.clear());
+    let v = verify_output(&s);
+    assert!(
+        v.contains("manifest.json: flows do not match the imports of the account JWTs (2 listed, 1 imported)"),
+        "{v}"
+    );
+}

@@ -208,6 +208,14 @@ mod tests {
                 "service_people[0].nats_permissions",
             ),
             (r#"{"organization": {"name": "a"}, "hosts": [["h", "age1x"]]}"#, "hosts[0]"),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_exports": [["a.>", "stream"]]}]}"#,
+                "organizational_units[0].nats_exports[0]",
+            ),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_imports": [{"from_unit": "V", "subject": "a", "type": "stream"}, ["V", "a", "stream"]]}]}"#,
+                "organizational_units[0].nats_imports[1]",
+            ),
         ];
         for (text, path) in cases {
             let e = err(text);

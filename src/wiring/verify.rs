@@ -25,6 +25,46 @@ pub fn store(tree: &Tree, m: &Manifest, layout: &Layout, preload: &BTreeMap<Stri
             out.extend(imports(c, &accounts).into_iter().map(|p| format!("{path}: {p}")));
         }
     }
+    // The manifest's flows are exactly the imports of the account JWTs.
+    let key_of: BTreeMap<&str, &str> = m.accounts.iter().map(|a| (a.name.as_str(), a.public_key.as_str())).collect();
+    let mut in_jwts: Vec<[String; 5]> = Vec::new();
+    for a in &m.accounts {
+        if let Some(c) = accounts.get(&a.public_key) {
+            for i in &c.nats.imports {
+                in_jwts.push([
+                    i.account.clone(),
+                    a.public_key.clone(),
+                    i.subject.clone(),
+                    i.kind.clone(),
+                    i.local_subject.clone(),
+                ]);
+            }
+        }
+    }
+    let key = |n: &str| key_of.get(n).map_or_else(|| format!("unknown account {n:?}"), |k| k.to_string());
+    let mut listed: Vec<[String; 5]> = m
+        .flows
+        .iter()
+        .map(|f| {
+            [
+                key(&f.exporter),
+                key(&f.importer),
+                f.subject.clone(),
+                f.kind.as_str().to_string(),
+                f.local_subject.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    in_jwts.sort();
+    listed.sort();
+    if in_jwts != listed {
+        out.push(format!(
+            "{}: flows do not match the imports of the account JWTs ({} listed, {} imported)",
+            crate::store::MANIFEST,
+            listed.len(),
+            in_jwts.len()
+        ));
+    }
     let largest =
         m.accounts.iter().flat_map(|a| &a.users).map(|u| u.payload).fold(crate::plan::DEFAULT_PAYLOAD, i64::max);
     let json: Option<serde_json::Value> = tree.get(SERVER_JSON).and_then(|b| serde_json::from_slice(b).ok());
