@@ -148,10 +148,26 @@ fn pairs(s: &Store) -> Vec<Pair> {
     out
 }
 
+/// The reply inbox prefix a user may subscribe to, from its `sub.allow`
+/// (`_INBOX.>` or a per-user `_INBOX_<name>.>`).
+fn inbox_prefix(u: &UserEntry) -> String {
+    let inbox = u.permissions.subscribe.allow.iter().find(|s| s.starts_with("_INBOX")).expect("responses allowed");
+    inbox.strip_suffix(".>").unwrap_or(inbox).to_string()
+}
+
 async fn connect(url: &str, creds: &str) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
+    connect_with_inbox(url, creds, "_INBOX").await
+}
+
+async fn connect_with_inbox(
+    url: &str,
+    creds: &str,
+    inbox: &str,
+) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = ConnectOptions::with_credentials(creds)
         .expect("creds parse")
+        .custom_inbox_prefix(inbox)
         .max_reconnects(1)
         .event_callback(move |e| {
             let tx = tx.clone();
@@ -314,7 +330,8 @@ async fn request_reply_crosses_accounts(bin: PathBuf) {
 
     let server = s.server(&bin);
     let (responder, mut responder_errors) = connect(&server.url(), &s.creds(s.user("location-service"))).await;
-    let (requester, _) = connect(&server.url(), &s.creds(s.user("git-service"))).await;
+    let git = s.user("git-service");
+    let (requester, _) = connect_with_inbox(&server.url(), &s.creds(git), &inbox_prefix(git)).await;
     let mut sub = responder.subscribe("thecowboyai.org.location.lookup").await.unwrap();
     responder.flush().await.unwrap();
     let answer = tokio::spawn(async move {
@@ -356,7 +373,8 @@ async fn request_reply_crosses_accounts(bin: PathBuf) {
     // nats-py, same request through the same import.
     let (_keep, files) = s.creds_files();
     let job = serde_json::json!({"url": server.url(), "requests": [{
-        "requester": files["git-service"], "responder": files["location-service"], "subject": "thecowboyai.org.location.lookup"}]});
+        "requester": files["git-service"], "inbox_prefix": inbox_prefix(s.user("git-service")),
+        "responder": files["location-service"], "subject": "thecowboyai.org.location.lookup"}]});
     let (ok, lines) = nats_py(&job);
     assert!(ok && lines.len() == 1 && lines[0]["ok"] == true, "nats-py request: {lines:#?}");
     assert!(lines[0]["detail"]["reply_subjects"][0].as_str().unwrap().starts_with("_R_."), "{lines:#?}");

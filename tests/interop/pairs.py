@@ -3,7 +3,7 @@
 Reads a JSON job on stdin:
   {"url": "nats://127.0.0.1:PORT",
    "pairs": [{"publisher": CREDS, "subscriber": CREDS, "subject": S, "expect": true|false}],
-   "requests": [{"requester": CREDS, "responder": CREDS, "subject": S}]}
+   "requests": [{"requester": CREDS, "inbox_prefix": P, "responder": CREDS, "subject": S}]}
 and prints one JSON line per case: {"case": ..., "ok": bool, "detail": ...}.
 Exits 1 if any case did not behave as expected. No mocks: real connections only.
 """
@@ -15,12 +15,12 @@ import sys
 import nats
 
 
-async def connect(url, creds, errors):
+async def connect(url, creds, errors, inbox_prefix="_INBOX"):
     async def on_error(e):
         errors.append(str(e))
 
     return await nats.connect(url, user_credentials=creds, error_cb=on_error, max_reconnect_attempts=0,
-                              allow_reconnect=False)
+                              allow_reconnect=False, inbox_prefix=inbox_prefix)
 
 
 async def pair(url, p):
@@ -58,7 +58,7 @@ async def pair(url, p):
 async def request(url, r):
     errors = []
     resp_nc = await connect(url, r["responder"], errors)
-    req_nc = await connect(url, r["requester"], errors)
+    req_nc = await connect(url, r["requester"], errors, r.get("inbox_prefix", "_INBOX"))
     reply_subjects = []
 
     async def handler(msg):
