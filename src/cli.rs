@@ -13,7 +13,9 @@ use crate::governance::{self, Governance, Member};
 use crate::manifest::Manifest;
 use crate::nsc;
 use crate::ops::{self, Outcome, Request};
+use crate::store::pin::Pins;
 use crate::store::{self, MANIFEST};
+use crate::trust;
 use crate::vault::Identity;
 use crate::verify;
 
@@ -27,6 +29,10 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text (before or after the subcommand).
     #[arg(long, global = true)]
     pub json: bool,
+    /// This machine's trust pins (operator key and last audit head per organization).
+    /// Default: $CLAN_NATS_PINS, else $XDG_STATE_HOME/clan-nats/pins.json, else ~/.local/state/clan-nats/pins.json.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pins: Option<Utf8PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +56,9 @@ pub struct StoreArgs {
     /// Default: the store's current layout, nsc for a new store.
     #[arg(long, value_enum)]
     pub format: Option<crate::store::Format>,
+    /// Confirm a config change of the owner's or a host's recipient without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// An existing store and the identity acting on it.
@@ -64,6 +73,9 @@ pub struct DirArgs {
     /// The config to reconcile with; default: the one the store was generated from.
     #[arg(long)]
     pub config: Option<Utf8PathBuf>,
+    /// Confirm a config change of the owner's or a host's recipient without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +91,22 @@ pub enum Command {
         dir: Utf8PathBuf,
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
+        /// The operator public key (O…) to check against; default: this machine's pin
+        /// for the store, else (self-consistency only) the key inside the store.
+        #[arg(long, value_name = "KEY")]
+        operator: Option<String>,
+    },
+    /// Pin a store on this machine: after a full verification against the
+    /// operator key you give (checked out of band), later commands trust it.
+    Trust {
+        #[arg(long)]
+        dir: Utf8PathBuf,
+        /// The operator public key (O…) the store must be signed under.
+        #[arg(long, value_name = "KEY")]
+        operator: String,
+        /// Replace an existing pin of this organization under another operator key.
+        #[arg(long)]
+        replace: bool,
     },
     /// Replace a key, re-sign what depends on it and revoke the old user key.
     Rotate {
@@ -261,7 +289,35 @@ Every server's `operator` setting, every account JWT and every user's creds chai
 re-roots trust everywhere at once. Rotate the operator signing key instead (`rotate operator-signing-key`); \
 if the identity key itself is compromised, create a new store with a new operator and migrate to it.";
 
-fn request<'a>(d: &'a DirArgs, action: &'a str, rotate: Option<Rotation>) -> Request<'a> {
+/// The confirmation of a config change that changes who can decrypt: `--yes`,
+/// else a question on the terminal, else a refusal that shows the changes.
+pub fn confirm_changes(yes: bool) -> impl FnMut(&[String]) -> Result<bool, Error> {
+    move |changes: &[String]| {
+        eprintln!("clan-nats: this config changes who can decrypt the store:");
+        for c in changes {
+            eprintln!("  {c}");
+        }
+        if yes {
+            return Ok(true);
+        }
+        use std::io::IsTerminal;
+        if !std::io::stdin().is_terminal() {
+            return Ok(false);
+        }
+        eprint!("apply these changes? type yes: ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim() == "yes")
+    }
+}
+
+fn request<'a>(
+    d: &'a DirArgs,
+    action: &'a str,
+    rotate: Option<Rotation>,
+    pins: &'a mut Pins,
+    confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
+) -> Request<'a> {
     Request {
         config: d.config.as_deref(),
         dir: &d.dir,
@@ -272,10 +328,17 @@ fn request<'a>(d: &'a DirArgs, action: &'a str, rotate: Option<Rotation>) -> Req
         action,
         format: None,
         now: now(),
+        pins,
+        confirm,
     }
 }
 
-fn store_request<'a>(s: &'a StoreArgs, action: &'a str) -> Request<'a> {
+fn store_request<'a>(
+    s: &'a StoreArgs,
+    action: &'a str,
+    pins: &'a mut Pins,
+    confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
+) -> Request<'a> {
     Request {
         config: Some(&s.config),
         dir: &s.out,
@@ -286,16 +349,36 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str) -> Request<'a> {
         action,
         format: s.format,
         now: now(),
+        pins,
+        confirm,
     }
+}
+
+/// Load an identity and say which one it is (on stderr).
+fn load_identity(path: &Utf8Path) -> Result<Identity, Error> {
+    let id = Identity::load(path)?;
+    ops::announce(&id, false);
+    Ok(id)
 }
 
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     let json = cli.json;
+    let pins_path = match cli.pins {
+        Some(p) => p,
+        None => store::pin::default_path()?,
+    };
+    let mut pins = Pins::load(&pins_path)?;
+    let pins = &mut pins;
     match cli.command {
         Command::Generate { store } => {
-            print_outcome(&ops::reconcile(store_request(&store, "generate"), None)?, &store.out, json, out)
+            let mut confirm = confirm_changes(store.yes);
+            let outcome = ops::reconcile(store_request(&store, "generate", pins, &mut confirm), None)?;
+            print_outcome(&outcome, &store.out, json, out)
         }
-        Command::Verify { dir, identity } => verify_cmd(&dir, identity.as_deref(), json, out),
+        Command::Verify { dir, identity, operator } => {
+            verify_cmd(&dir, identity.as_deref(), operator.as_deref(), pins, json, out)
+        }
+        Command::Trust { dir, operator, replace } => trust_cmd(&dir, &operator, replace, pins, json, out),
         Command::Rotate { target } => {
             let (d, rotation) = match target {
                 RotateTarget::User { name, dir } => (dir, Rotation::User(name)),
@@ -304,23 +387,25 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 RotateTarget::Operator { .. } => return Err(Error::Usage(OPERATOR_ROTATION_REFUSED.into())),
             };
             let details = json!({"rotated": format!("{rotation:?}")});
-            let outcome =
-                ops::reconcile(request(&d, "rotate", Some(rotation)), Some(Box::new(move |_, _| Ok(details))))?;
+            let mut confirm = confirm_changes(d.yes);
+            let outcome = ops::reconcile(
+                request(&d, "rotate", Some(rotation), pins, &mut confirm),
+                Some(Box::new(move |_, _| Ok(details))),
+            )?;
             print_outcome(&outcome, &d.dir, json, out)
         }
         Command::ExportNsc { dir, to } => {
-            let id = Identity::load(&dir.identity)?;
-            let tree = store::read_tree(&dir.dir)?;
-            let export = nsc::export_tree(&tree, &id)?;
-            nsc::write_private(&to, &export)?;
-            ops::record(&dir.dir, &id, "key-export", json!({"to": to, "what": "export-nsc"}), now())?;
+            let id = load_identity(&dir.identity)?;
+            let (files, stale) = ops::export_nsc(&dir.dir, &id, &to, now(), pins)?;
+            for p in &stale {
+                eprintln!("clan-nats: removed {p}: plaintext left by an interrupted export");
+            }
             if json {
-                writeln!(out, "{}", json!({"to": to, "files": export.len()}))?;
+                writeln!(out, "{}", json!({"to": to, "files": files, "stale_removed": stale}))?;
             } else {
                 writeln!(
                     out,
-                    "{to}: {} file(s) in nsc layout (plaintext secrets: keep it private, delete it after use)",
-                    export.len()
+                    "{to}: {files} file(s) in nsc layout (plaintext secrets: keep it private, delete it after use)"
                 )?;
                 writeln!(out, "use: nsc --data-dir {to}/stores --keystore-dir {to}/keys describe operator")?;
             }
@@ -330,12 +415,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             let cfg = crate::config::load(&store.config)?;
             let plan = crate::plan::plan(&cfg);
             let imported = nsc::import_keys(&from, &keys, &plan)?;
-            let mut req = store_request(&store, "import-nsc");
+            let mut confirm = confirm_changes(store.yes);
+            let mut req = store_request(&store, "import-nsc", pins, &mut confirm);
             req.imported = Some(imported);
             print_outcome(&ops::reconcile(req, None)?, &store.out, json, out)
         }
         Command::Init { dir, owner_id, owner_name, identity } => {
-            let (created, recipient) = ops::init(&dir, &owner_id, &owner_name, &identity, now())?;
+            let (created, recipient) = ops::init(&dir, &owner_id, &owner_name, &identity, now(), pins)?;
             if json {
                 writeln!(
                     out,
@@ -350,10 +436,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Team { command } => team(command, json, out),
-        Command::Info { dir, flows: true, .. } => flows_info(&dir, json, out),
-        Command::Info { dir, identity, .. } => info(&dir, identity.as_deref(), json, out),
-        Command::Vault { command } => vault(command, json, out),
+        Command::Team { command } => team(command, pins, json, out),
+        Command::Info { dir, flows: true, .. } => flows_info(&dir, pins, json, out),
+        Command::Info { dir, identity, .. } => info(&dir, identity.as_deref(), pins, json, out),
+        Command::Vault { command } => vault(command, pins, json, out),
     }
 }
 
@@ -405,10 +491,8 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
     Ok(())
 }
 
-fn flows_info(dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let tree = store::read_tree(dir)?;
-    let m = Manifest::parse(tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a store")))?)
-        .map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+fn flows_info(dir: &Utf8Path, pins: &Pins, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let (_, _, m) = read_trusted(dir, pins)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&crate::wiring::show::json(&m)).expect("json"))?;
     } else {
@@ -417,7 +501,7 @@ fn flows_info(dir: &Utf8Path, json: bool, out: &mut dyn Write) -> Result<(), Err
     Ok(())
 }
 
-fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn team(command: TeamCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     match command {
         TeamCommand::Add { id, name, recipient, units, dir } => {
             let member = Member {
@@ -431,8 +515,9 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
                 added_at: governance::rfc3339(now()),
                 active: true,
             };
+            let mut confirm = confirm_changes(dir.yes);
             let outcome = ops::reconcile(
-                request(&dir, "team-add", None),
+                request(&dir, "team-add", None, pins, &mut confirm),
                 Some(Box::new(move |g, m| ops::add_member(g, m, member))),
             )?;
             if json {
@@ -445,8 +530,8 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
         TeamCommand::Invite { id, name, units, expires, dir } => {
             let secs =
                 governance::invite::parse_duration(&expires).map_err(|e| Error::Usage(format!("--expires: {e}")))?;
-            let identity = Identity::load(&dir.identity)?;
-            let (token, invite) = ops::invite(&dir.dir, &identity, &id, &name, &units, secs, now())?;
+            let identity = load_identity(&dir.identity)?;
+            let (token, invite) = ops::invite(&dir.dir, &identity, &id, &name, &units, secs, now(), pins)?;
             if json {
                 writeln!(
                     out,
@@ -508,7 +593,7 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
                 std::io::stdin().read_line(&mut line)?;
                 Ok(governance::invite::same_fingerprint(line.trim(), fp))
             };
-            let (outcome, invite) = ops::accept(&dir.dir, &request, &dir.identity, &mut confirm, now())?;
+            let (outcome, invite) = ops::accept(&dir.dir, &request, &dir.identity, &mut confirm, now(), pins)?;
             if json {
                 writeln!(
                     out,
@@ -527,7 +612,7 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
             Ok(())
         }
         TeamCommand::List { dir } => {
-            let g = load_governance(&dir)?;
+            let (_, g, _) = read_trusted(&dir, pins)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&g.ownership.team_members).expect("json"))?;
             } else {
@@ -550,8 +635,9 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
             let readable = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
             let r2 = readable.clone();
             let target = id.clone();
+            let mut confirm = confirm_changes(dir.yes);
             let outcome = ops::reconcile(
-                request(&dir, "team-remove", None),
+                request(&dir, "team-remove", None, pins, &mut confirm),
                 Some(Box::new(move |g, m| {
                     let (details, users) = ops::remove_member(g, m, &target)?;
                     *r2.borrow_mut() = users;
@@ -562,7 +648,8 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
             let mut rotated = Vec::new();
             if rotate {
                 for u in &users {
-                    ops::reconcile(request(&dir, "rotate", Some(Rotation::User(u.clone()))), None)?;
+                    let mut confirm = confirm_changes(dir.yes);
+                    ops::reconcile(request(&dir, "rotate", Some(Rotation::User(u.clone())), pins, &mut confirm), None)?;
                     rotated.push(u.clone());
                 }
             }
@@ -590,24 +677,44 @@ fn team(command: TeamCommand, json: bool, out: &mut dyn Write) -> Result<(), Err
     }
 }
 
-fn load_governance(dir: &Utf8Path) -> Result<Governance, Error> {
+/// Read a store for a command that only shows it: checked against this
+/// machine's pin when it has one (else against the key inside the store, and
+/// said so), refused when it is not in its signed state.
+fn read_trusted(dir: &Utf8Path, pins: &Pins) -> Result<(store::Tree, Governance, Manifest), Error> {
     let tree = store::read_tree(dir)?;
-    Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance (run init or generate)")))
+    if tree.is_empty() || !tree.contains_key(MANIFEST) {
+        return Err(Error::Usage(format!("{dir}: not a clan-nats store (no {MANIFEST})")));
+    }
+    let anchor = trust::anchor_for_read(&tree, pins, None);
+    let problems = trust::read_problems(&tree, &anchor);
+    if !problems.is_empty() {
+        return Err(Error::Untrusted { dir: dir.to_string(), problems });
+    }
+    if anchor == trust::Anchor::Store {
+        eprintln!("clan-nats: {dir} is not pinned on this machine: checked for consistency only, not against a trusted operator key (see `clan-nats trust`)");
+    }
+    let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
+    let m = Manifest::parse(&tree[MANIFEST]).map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+    Ok((tree, g, m))
 }
 
-fn info(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let tree = store::read_tree(dir)?;
-    let gov = Governance::from_tree(&tree)?;
-    let m = tree.get(MANIFEST).and_then(|b| Manifest::parse(b).ok());
-    let id = identity.map(Identity::load).transpose()?;
-    let role = ops::role(gov.as_ref(), &tree, m.as_ref(), id.as_ref());
+fn info(
+    dir: &Utf8Path,
+    identity: Option<&Utf8Path>,
+    pins: &Pins,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let (tree, g, m) = read_trusted(dir, pins)?;
+    let id = identity.map(load_identity).transpose()?;
+    let role = ops::role(Some(&g), &tree, Some(&m), id.as_ref());
     let org = json!({
-        "operator": m.as_ref().map(|m| m.operator.name.clone()),
-        "operator_public_key": m.as_ref().map(|m| m.operator.public_key.clone()),
-        "org_id": gov.as_ref().map(|g| g.ownership.org_id.clone()),
-        "owner_id": gov.as_ref().map(|g| g.ownership.owner_id.clone()),
-        "owner_name": gov.as_ref().map(|g| g.ownership.owner_name.clone()),
-        "team_members": gov.as_ref().map_or(0, |g| g.active().count()),
+        "operator": m.operator.name,
+        "operator_public_key": m.operator.public_key,
+        "org_id": g.ownership.org_id,
+        "owner_id": g.ownership.owner_id,
+        "owner_name": g.ownership.owner_name,
+        "team_members": g.active().count(),
     });
     if json {
         let v = json!({"app_name": "clan-nats", "app_release": env!("CARGO_PKG_VERSION"), "organization": org, "user_role": role});
@@ -620,12 +727,10 @@ fn info(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: &mut dyn W
     Ok(())
 }
 
-fn vault(command: VaultCommand, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn vault(command: VaultCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     match command {
         VaultCommand::Status { dir } => {
-            let tree = store::read_tree(&dir)?;
-            let m = Manifest::parse(tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a store")))?)
-                .map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+            let (_, _, m) = read_trusted(&dir, pins)?;
             if json {
                 let v: Vec<_> = m
                     .secrets
@@ -641,8 +746,8 @@ fn vault(command: VaultCommand, json: bool, out: &mut dyn Write) -> Result<(), E
             Ok(())
         }
         VaultCommand::RequestKey { name, dir } => {
-            let id = Identity::load(&dir.identity)?;
-            let seed = ops::request_key(&dir.dir, &id, &name, now())?;
+            let id = load_identity(&dir.identity)?;
+            let seed = ops::request_key(&dir.dir, &id, &name, now(), pins)?;
             if json {
                 writeln!(out, "{}", json!({"name": name, "seed": seed}))?;
             } else {
@@ -653,13 +758,29 @@ fn vault(command: VaultCommand, json: bool, out: &mut dyn Write) -> Result<(), E
     }
 }
 
-pub fn verify_cmd(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let id = identity.map(Identity::load).transpose()?;
-    let report = verify::verify(dir, id.as_ref());
+pub fn verify_cmd(
+    dir: &Utf8Path,
+    identity: Option<&Utf8Path>,
+    operator: Option<&str>,
+    pins: &Pins,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let id = identity.map(load_identity).transpose()?;
+    let tree = store::read_tree(dir)?;
+    let anchor = trust::anchor_for_read(&tree, pins, operator);
+    let mut report = verify::verify(dir, id.as_ref(), anchor.operator());
+    if let trust::Anchor::Pinned(pin) = &anchor {
+        if let Ok(Some(g)) = Governance::from_tree(&tree) {
+            report.problems.extend(trust::head_problems(&g, pin).into_iter().map(|p| format!("{dir}/{p}")));
+        }
+    }
     if json {
         let v = json!({
             "dir": dir,
             "ok": report.problems.is_empty(),
+            "anchor": anchor.name(),
+            "operator": anchor.operator(),
             "problems": report.problems,
             "accounts": report.accounts,
             "users": report.users,
@@ -677,10 +798,70 @@ pub fn verify_cmd(dir: &Utf8Path, identity: Option<&Utf8Path>, json: bool, out: 
         } else {
             String::new()
         };
+        let against = match &anchor {
+            trust::Anchor::Pinned(p) => format!("against the operator {} pinned on this machine", p.operator),
+            trust::Anchor::Given(k) => format!("against the operator {k}"),
+            trust::Anchor::Store => {
+                "for consistency only: no pin and no --operator, so not against a trusted operator key".into()
+            }
+        };
         writeln!(
             out,
-            "{dir}: ok: {} account(s), {} user(s), {} file(s){dec}",
+            "{dir}: ok: {} account(s), {} user(s), {} file(s){dec}; checked {against}",
             report.accounts, report.users, report.files
+        )?;
+    }
+    Ok(())
+}
+
+/// `trust`: verify the whole store against the given operator key, then pin it.
+fn trust_cmd(
+    dir: &Utf8Path,
+    operator: &str,
+    replace: bool,
+    pins: &mut Pins,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    if !operator.starts_with('O') || nkeys::KeyPair::from_public_key(operator).is_err() {
+        return Err(Error::Usage(format!("--operator {operator:?} is not an operator public key (O…)")));
+    }
+    let tree = store::read_tree(dir)?;
+    if tree.is_empty() {
+        return Err(Error::Usage(format!("{dir}: no store here (missing or empty)")));
+    }
+    let report = verify::verify(dir, None, Some(operator));
+    if !report.problems.is_empty() {
+        return Err(Error::Untrusted { dir: dir.to_string(), problems: report.problems });
+    }
+    let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
+    if let Some(old) = pins.get(&g.ownership.org_id) {
+        if old.operator != operator && !replace {
+            return Err(Error::Denied(format!(
+                "{dir}: organization {} is pinned on this machine to operator {}, not {operator}; pass --replace to re-pin it (only if you know why the operator changed)",
+                g.ownership.org_id, old.operator
+            )));
+        }
+        if old.operator == operator {
+            let problems = trust::head_problems(&g, old);
+            if !problems.is_empty() {
+                return Err(Error::Untrusted { dir: dir.to_string(), problems });
+            }
+        }
+    }
+    trust::advance(pins, dir, &tree)?;
+    let head = g.head().expect("verified");
+    if json {
+        writeln!(
+            out,
+            "{}",
+            json!({"dir": dir, "org_id": g.ownership.org_id, "operator": operator, "head_seq": head.seq, "head_hash": head.hash, "pins": pins.path})
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{dir}: pinned organization {} to operator {operator} at audit {head} ({})",
+            g.ownership.org_id, pins.path
         )?;
     }
     Ok(())

@@ -4,6 +4,7 @@ use crate::config::ConfigError;
 use crate::generate::GenerateError;
 use crate::governance::GovernanceError;
 use crate::nsc::NscError;
+use crate::store::pin::PinError;
 use crate::store::tree::StoreError;
 use crate::vault::VaultError;
 
@@ -21,6 +22,8 @@ pub enum Error {
     Nsc(#[from] NscError),
     #[error("{0}")]
     Governance(#[from] GovernanceError),
+    #[error("{0}")]
+    Pins(#[from] PinError),
     /// Bad arguments or a request that is refused as such.
     #[error("{0}")]
     Usage(String),
@@ -29,6 +32,14 @@ pub enum Error {
     Denied(String),
     #[error("verification failed with {} problem(s):\n  {}", .0.len(), .0.join("\n  "))]
     Verify(Vec<String>),
+    /// DIR differs from the state its owner signed: nothing was written.
+    #[error("{dir}: refusing to use this store: it is not in the state its owner signed ({} problem(s)):\n  {}\nNothing was written. `clan-nats verify {dir}` shows the full check; restore the files from a commit the owner made.", .problems.len(), .problems.join("\n  "))]
+    Untrusted { dir: String, problems: Vec<String> },
+    /// The store's organization has no pin on this machine.
+    #[error("{dir}: this store (organization {org_id}, operator {operator}) is not pinned on this machine ({pins}){}. Nothing was written. If it is yours, compare the operator key with one you trust (your servers' `operator` setting, the key you noted when you created it) and adopt it: clan-nats trust --dir {dir} --operator {operator}", if .same_operator.is_empty() { String::new() } else { format!("; the same operator is pinned for organization(s) {}", .same_operator.join(", ")) })]
+    NotPinned { dir: String, org_id: String, operator: String, pins: String, same_operator: Vec<String> },
+    #[error("{0}")]
+    Pin(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -44,7 +55,11 @@ impl Error {
             Error::Generate(GenerateError::NotOwner { .. })
             | Error::Nsc(NscError::NotOwner { .. })
             | Error::Governance(GovernanceError::NotMaster(_))
-            | Error::Denied(_) => 3,
+            | Error::Denied(_)
+            | Error::Untrusted { .. }
+            | Error::Vault(VaultError::UntrustedIdentity { .. })
+            | Error::NotPinned { .. } => 3,
+            Error::Nsc(NscError::Interrupted(sig)) => 128 + sig,
             _ => 1,
         }
     }

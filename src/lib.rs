@@ -15,6 +15,7 @@ pub mod nsc;
 pub mod ops;
 pub mod plan;
 pub mod store;
+pub mod trust;
 pub mod vault;
 pub mod verify;
 pub mod wiring;

@@ -28,6 +28,8 @@ pub enum NscError {
     NotOwner { path: String, identity: String, reason: String },
     #[error("{path}: {source}")]
     Io { path: Utf8PathBuf, source: std::io::Error },
+    #[error("interrupted by signal {0}: the partial plaintext export was removed; nothing was exported")]
+    Interrupted(i32),
 }
 
 fn io(path: &Utf8Path) -> impl FnOnce(std::io::Error) -> NscError + '_ {
@@ -83,18 +85,96 @@ pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> 
     Ok(out)
 }
 
+/// The prefix of the directory an export is built in: `.clan-nats-export-<pid>-`.
+const EXPORT_PREFIX: &str = ".clan-nats-export-";
+
+/// Set by SIGINT/SIGTERM while an export is being written.
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM only set a flag while this lives; the writer checks it
+/// after every file and removes its plaintext before exiting.
+struct SignalGuard {
+    old: [libc::sigaction; 2],
+}
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        INTERRUPTED.store(0, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: sigaction with a handler that only stores to an atomic (async-signal-safe).
+        unsafe {
+            let mut new: libc::sigaction = std::mem::zeroed();
+            new.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut new.sa_mask);
+            let mut old: [libc::sigaction; 2] = std::mem::zeroed();
+            libc::sigaction(libc::SIGINT, &new, &mut old[0]);
+            libc::sigaction(libc::SIGTERM, &new, &mut old[1]);
+            SignalGuard { old }
+        }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        // SAFETY: restores the handlers saved by `install`.
+        unsafe {
+            libc::sigaction(libc::SIGINT, &self.old[0], std::ptr::null_mut());
+            libc::sigaction(libc::SIGTERM, &self.old[1], std::ptr::null_mut());
+        }
+    }
+}
+
+/// Remove the plaintext exports that interrupted runs (killed, or a machine
+/// that went down) left in `parent`: directories of ours whose process is gone.
+/// Returns what was removed, so the caller can say so.
+pub fn remove_stale_exports(parent: &Utf8Path) -> Result<Vec<Utf8PathBuf>, NscError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(parent) else { return Ok(removed) };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    for e in entries.flatten() {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+        let Some(rest) = name.strip_prefix(EXPORT_PREFIX) else { continue };
+        let pid: Option<i32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let alive = pid.is_some_and(|p| {
+            p > 0
+                && (unsafe { libc::kill(p, 0) } == 0
+                    || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+        });
+        let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && !alive {
+            let path = parent.join(&name);
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
 /// Write a plaintext tree with nsc's modes (directories 0700, files 0600) into
 /// `to`, which must not exist or be empty. Built beside it, then renamed in.
-pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<(), NscError> {
+/// An interrupted write (Ctrl-C, SIGTERM) removes what it wrote before it
+/// exits; what a SIGKILL leaves is removed by the next export into the same
+/// parent directory (returned, so the caller says so).
+pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<Vec<Utf8PathBuf>, NscError> {
     if to.exists() && fs::read_dir(to).map_err(io(to))?.next().is_some() {
         return Err(NscError::Input(format!("{to}: exists and is not empty; refusing to write secrets into it")));
     }
     let parent = to.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
     fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(io(parent))?;
-    let tmp = tempfile::Builder::new().prefix(".clan-nats-export-").tempdir_in(parent).map_err(io(parent))?;
+    let stale = remove_stale_exports(parent)?;
+    let guard = SignalGuard::install();
+    let prefix = format!("{EXPORT_PREFIX}{}-", std::process::id());
+    let tmp = tempfile::Builder::new().prefix(&prefix).tempdir_in(parent).map_err(io(parent))?;
     let base = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
         .map_err(|_| NscError::Input("temp path is not UTF-8".into()))?;
     fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).map_err(io(&base))?;
+    let interrupted = || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
     for (rel, bytes) in tree {
         let plain = Utf8Path::new(rel).components().all(|c| matches!(c, camino::Utf8Component::Normal(_)));
         if !plain {
@@ -106,12 +186,22 @@ pub fn write_private(to: &Utf8Path, tree: &Tree) -> Result<(), NscError> {
         }
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(io(&path))?;
         f.write_all(bytes).map_err(io(&path))?;
+        if interrupted() != 0 {
+            break;
+        }
+    }
+    let sig = interrupted();
+    if sig != 0 {
+        drop(tmp);
+        drop(guard);
+        return Err(NscError::Interrupted(sig));
     }
     if to.exists() {
         fs::remove_dir(to).map_err(io(to))?;
     }
     fs::rename(tmp.keep(), to).map_err(io(to))?;
-    Ok(())
+    drop(guard);
+    Ok(stale)
 }
 
 /// Read an nsc keystore: every `*.nk` under `keys_dir` (or `keys_dir/keys`) → public key → seed.

@@ -13,7 +13,9 @@ use crate::governance::invite::{fingerprint, Invite, JoinRequest};
 use crate::governance::{self, Governance, GovernanceError, Member};
 use crate::manifest::Manifest;
 use crate::plan::{self, Plan};
+use crate::store::pin::Pins;
 use crate::store::{self, Tree, WriteReport, MANIFEST};
+use crate::trust;
 use crate::vault::{self, Identity};
 
 /// What a reconcile is asked to do.
@@ -31,6 +33,11 @@ pub struct Request<'a> {
     /// The creds layout; `None` keeps the store's (nsc for a new one).
     pub format: Option<crate::store::Format>,
     pub now: i64,
+    /// This machine's trust pins: checked before, advanced after the write.
+    pub pins: &'a mut Pins,
+    /// Asked when a `--config` changes who can decrypt (the owner's or a
+    /// host's recipient); gets the changes, one line each. `false` refuses.
+    pub confirm: &'a mut dyn FnMut(&[String]) -> Result<bool, Error>,
 }
 
 /// What a reconcile did.
@@ -79,20 +86,40 @@ fn config_of(req: &Request, existing: &Tree) -> Result<(Utf8PathBuf, Vec<u8>), E
     }
 }
 
-/// validate → plan → reconcile with the existing store → sign, encrypt → governance → atomic write.
+/// Parse and validate a config given as bytes (from `--config` or the store).
+fn parse_config(path: &Utf8Path, bytes: &[u8]) -> Result<config::Config, Error> {
+    let text = std::str::from_utf8(bytes).map_err(|_| config::ConfigError {
+        file: path.to_owned(),
+        issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
+    })?;
+    let cfg = config::parse(path, text)?;
+    let issues = config::validate::validate(&cfg);
+    if !issues.is_empty() {
+        return Err(config::ConfigError { file: path.to_owned(), issues }.into());
+    }
+    Ok(cfg)
+}
+
+/// verify the store → validate → plan → reconcile with the verified store →
+/// sign, encrypt → governance → atomic write → advance the pin.
 pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outcome, Error> {
     let trace = Trace::new();
     let old_tree = store::read_tree(req.dir)?;
+    // Nothing of DIR is used before it is checked against this machine's pin.
+    let verified = trust::check_for_write(req.dir, &old_tree, req.pins)?;
+    trace.mark("read and verify the existing store");
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &old_tree)?;
-    let text = String::from_utf8(config_bytes.clone()).map_err(|_| config::ConfigError {
-        file: config_path.clone(),
-        issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
-    })?;
-    let cfg = config::parse(&config_path, &text)?;
-    let issues = config::validate::validate(&cfg);
-    if !issues.is_empty() {
-        return Err(config::ConfigError { file: config_path, issues }.into());
+    let cfg = parse_config(&config_path, &config_bytes)?;
+    if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
+        let old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
+        let changes = config::recipient_changes(&old_cfg, &cfg);
+        if !changes.is_empty() && !(req.confirm)(&changes)? {
+            return Err(Error::Usage(format!(
+                "{config_path} changes who can decrypt the store:\n  {}\nnot confirmed; nothing was written (pass --yes to confirm)",
+                changes.join("\n  ")
+            )));
+        }
     }
     let plan = plan::plan(&cfg);
     trace.mark("config, validation and plan");
@@ -102,7 +129,6 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let mut existing = Existing::from_tree(old_tree)?;
     let flows_before = existing.manifest.as_ref().map(|m| m.flows.clone()).unwrap_or_default();
     let gov = Governance::from_tree(&existing.tree)?;
-    trace.mark("read the existing store");
     let admins: Vec<String> = match &req.admins {
         Some(a) => a.clone(),
         None => existing
@@ -150,6 +176,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     }
     existing.imported = req.imported.unwrap_or_default();
     let (identity, created) = Identity::load_or_create(req.identity)?;
+    announce(&identity, created);
 
     // Governance: apply the change first (it may add or remove specialists).
     let mut gov = gov;
@@ -206,7 +233,9 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
             let owner_id = plan.owner_id.clone().unwrap_or_else(|| "owner".into());
             let owner_name = plan.owner_name.clone().unwrap_or_else(|| owner_id.clone());
             let mut g = Governance::init(&owner_id, &owner_name, &identity.recipients[0], &op, req.now);
-            g.audit.append(&op, req.now, &owner_id, req.action, summary(&tree, &existing.tree, details));
+            let init = serde_json::json!({"org_id": g.ownership.org_id, "owner_recipient": identity.recipients[0]});
+            g.record(&op, req.now, &owner_id, "init", init, &tree[MANIFEST]);
+            g.record(&op, req.now, &owner_id, req.action, summary(&tree, &existing.tree, details), &tree[MANIFEST]);
             Some(g)
         }
         Some(mut g) if store_changed || operator.is_some() => {
@@ -214,7 +243,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
                 Some(op) => op,
                 None => operator_key(&tree, &new_manifest, &identity)?,
             };
-            g.audit.append(&op, req.now, &actor, req.action, summary(&tree, &existing.tree, details));
+            g.record(&op, req.now, &actor, req.action, summary(&tree, &existing.tree, details), &tree[MANIFEST]);
             Some(g)
         }
         other => other,
@@ -223,6 +252,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         tree.extend(g.to_files());
     }
     let report = store::write_tree(req.dir, &tree, &existing.tree)?;
+    trust::advance(req.pins, req.dir, &tree)?;
     trace.mark("write");
     Ok(Outcome {
         plan,
@@ -233,10 +263,50 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     })
 }
 
-fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json::Value {
-    if let Some(o) = details.as_object_mut() {
-        o.insert("manifest".into(), governance::sha256_tagged(&new[MANIFEST]).into());
+/// Say which identity a command acts with (on stderr: stdout may be JSON).
+pub fn announce(identity: &Identity, created: bool) {
+    let what = if created { "created identity" } else { "identity" };
+    eprintln!("clan-nats: {what} {} ({})", identity.path, identity.recipients.first().map_or("", String::as_str));
+}
+
+/// Read DIR and check it for a command that writes (see [`trust`]): the tree,
+/// its manifest and governance, all verified against this machine's pin.
+fn open_for_write(dir: &Utf8Path, pins: &Pins) -> Result<(Tree, Manifest, Governance), Error> {
+    let tree = store::read_tree(dir)?;
+    if tree.is_empty() {
+        return Err(Error::Usage(format!("{dir}: no store here (missing or empty)")));
     }
+    trust::check_for_write(dir, &tree, pins)?;
+    let m = manifest_of(dir, &tree)?;
+    let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
+    Ok((tree, m, g))
+}
+
+/// One audit entry to append: who, what, the details.
+struct Entry<'a> {
+    actor: String,
+    action: &'a str,
+    details: serde_json::Value,
+}
+
+/// Append one audit entry to a verified store and write it, advancing the pin.
+fn append_audit(
+    dir: &Utf8Path,
+    tree: &Tree,
+    mut g: Governance,
+    op: &KeyPair,
+    e: Entry,
+    now: i64,
+    pins: &mut Pins,
+) -> Result<(), Error> {
+    g.record(op, now, &e.actor, e.action, e.details, &tree[MANIFEST]);
+    let mut new = tree.clone();
+    new.extend(g.to_files());
+    store::write_tree(dir, &new, tree)?;
+    trust::advance(pins, dir, &new)
+}
+
+fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json::Value {
     let changed = new.iter().filter(|(k, v)| !k.starts_with("governance/") && old.get(*k) != Some(*v)).count();
     let removed = old.keys().filter(|k| !k.starts_with("governance/") && !new.contains_key(*k)).count();
     if let Some(o) = details.as_object_mut() {
@@ -332,24 +402,26 @@ pub fn remove_member(g: &mut Governance, m: &Manifest, id: &str) -> Result<(serd
     Ok((serde_json::json!({"id": id, "could_read": readable}), readable))
 }
 
-/// Append an audit entry to a store (owner only: it is signed with the operator key).
-pub fn record(
+/// `export-nsc`: verify the store, write the plaintext nsc tree to `to`, and
+/// record the export in the audit log (owner only: the entry is signed with
+/// the operator key). No local path is recorded: the log is committed.
+/// Returns the number of files exported and the stale plaintext exports of
+/// interrupted runs that were removed.
+pub fn export_nsc(
     dir: &Utf8Path,
     identity: &Identity,
-    action: &str,
-    details: serde_json::Value,
+    to: &Utf8Path,
     now: i64,
-) -> Result<(), Error> {
-    let tree = store::read_tree(dir)?;
-    let Some(mut g) = Governance::from_tree(&tree)? else { return Ok(()) };
-    let m = manifest_of(dir, &tree)?;
+    pins: &mut Pins,
+) -> Result<(usize, Vec<Utf8PathBuf>), Error> {
+    let (tree, m, g) = open_for_write(dir, pins)?;
     let op = operator_key(&tree, &m, identity)?;
+    let export = crate::nsc::export_tree(&tree, identity)?;
+    let stale = crate::nsc::write_private(to, &export)?;
     let actor = actor(&g, identity);
-    g.audit.append(&op, now, &actor, action, details);
-    let mut new = tree.clone();
-    new.extend(g.to_files());
-    store::write_tree(dir, &new, &tree)?;
-    Ok(())
+    let details = serde_json::json!({"what": "export-nsc", "files": export.len()});
+    append_audit(dir, &tree, g, &op, Entry { actor, action: "key-export", details }, now, pins)?;
+    Ok((export.len(), stale))
 }
 
 fn actor(g: &Governance, identity: &Identity) -> String {
@@ -368,9 +440,14 @@ fn manifest_of(dir: &Utf8Path, tree: &Tree) -> Result<Manifest, Error> {
 
 /// `vault request-key`: the seed of one key, for the owner only. Anyone else
 /// cannot decrypt the keystore, whatever flags or files they change.
-pub fn request_key(dir: &Utf8Path, identity: &Identity, name: &str, now: i64) -> Result<String, Error> {
-    let tree = store::read_tree(dir)?;
-    let m = manifest_of(dir, &tree)?;
+pub fn request_key(
+    dir: &Utf8Path,
+    identity: &Identity,
+    name: &str,
+    now: i64,
+    pins: &mut Pins,
+) -> Result<String, Error> {
+    let (tree, m, g) = open_for_write(dir, pins)?;
     let op = operator_key(&tree, &m, identity)?;
     let (role, rest) = name.split_once(':').unwrap_or((name, ""));
     let entry = m
@@ -390,14 +467,15 @@ pub fn request_key(dir: &Utf8Path, identity: &Identity, name: &str, now: i64) ->
     let plain = identity
         .decrypt(&tree[&entry.path])
         .map_err(|_| GovernanceError::NotMaster(format!("{} cannot decrypt {}", identity.path, entry.path)))?;
-    if let Some(mut g) = Governance::from_tree(&tree)? {
-        let actor = actor(&g, identity);
-        g.audit.append(&op, now, &actor, "key-export", serde_json::json!({"key": entry.public_key, "name": name}));
-        let mut new = tree.clone();
-        new.extend(g.to_files());
-        store::write_tree(dir, &new, &tree)?;
+    let seed = String::from_utf8_lossy(&plain).trim().to_string();
+    let kp = KeyPair::from_seed(&seed).map_err(|e| Error::Usage(format!("{}: not a seed: {e}", entry.path)))?;
+    if kp.public_key() != entry.public_key {
+        return Err(Error::Usage(format!("{}: the seed is not the key {}", entry.path, entry.public_key)));
     }
-    Ok(String::from_utf8_lossy(&plain).trim().to_string())
+    let actor = actor(&g, identity);
+    let details = serde_json::json!({"key": entry.public_key, "name": name});
+    append_audit(dir, &tree, g, &op, Entry { actor, action: "key-export", details }, now, pins)?;
+    Ok(seed)
 }
 
 /// `init`: the owner identity, the operator keys and governance in an empty DIR;
@@ -408,6 +486,7 @@ pub fn init(
     owner_name: &str,
     identity_path: &Utf8Path,
     now: i64,
+    pins: &mut Pins,
 ) -> Result<(bool, String), Error> {
     if owner_id.trim().is_empty() {
         return Err(Error::Usage("--owner-id is empty".into()));
@@ -417,6 +496,7 @@ pub fn init(
         return Err(Error::Usage(format!("{dir}: not empty; init only starts a new store")));
     }
     let (identity, created) = Identity::load_or_create(identity_path)?;
+    announce(&identity, created);
     let owner = vault::parse_recipient(&identity.recipients[0])?;
     let mut tree = Tree::new();
     let mut keys = Vec::new();
@@ -465,16 +545,16 @@ pub fn init(
     };
     tree.insert(MANIFEST.into(), manifest.to_bytes());
     let mut g = Governance::init(owner_id, owner_name, &owner.text, &op, now);
-    let hash = governance::sha256_tagged(&tree[MANIFEST]);
-    g.audit.entries[0].details["manifest"] = hash.into();
-    g.audit.entries[0].hash = g.audit.entries[0].compute_hash();
-    g.audit.entries[0].signature = governance::sign(&op, &g.audit.entries[0].hash);
+    let details = serde_json::json!({"org_id": g.ownership.org_id, "owner_recipient": owner.text});
+    g.record(&op, now, owner_id, "init", details, &tree[MANIFEST]);
     tree.extend(g.to_files());
     store::write_tree(dir, &tree, &old)?;
+    trust::advance(pins, dir, &tree)?;
     Ok((created, owner.text))
 }
 
 /// `team invite`: a token signed by the owner, recorded in the audit log.
+#[allow(clippy::too_many_arguments)] // one per flag of `team invite`, plus the clock and the pins
 pub fn invite(
     dir: &Utf8Path,
     identity: &Identity,
@@ -483,11 +563,9 @@ pub fn invite(
     units: &[String],
     expires_in: i64,
     now: i64,
+    pins: &mut Pins,
 ) -> Result<(String, Invite), Error> {
-    let tree = store::read_tree(dir)?;
-    let m = manifest_of(dir, &tree)?;
-    let mut g =
-        Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance (run generate)")))?;
+    let (tree, m, g) = open_for_write(dir, pins)?;
     let op = operator_key(&tree, &m, identity)?;
     // The same checks as `team add`, on a scratch copy.
     let probe = Member {
@@ -512,16 +590,8 @@ pub fn invite(
     };
     let token = invite.sign(&op);
     let actor = actor(&g, identity);
-    g.audit.append(
-        &op,
-        now,
-        &actor,
-        "team-invite",
-        serde_json::json!({"member_id": member_id, "units": units, "expires": governance::rfc3339(invite.expires), "invite_nonce": invite.nonce}),
-    );
-    let mut new = tree.clone();
-    new.extend(g.to_files());
-    store::write_tree(dir, &new, &tree)?;
+    let details = serde_json::json!({"member_id": member_id, "units": units, "expires": governance::rfc3339(invite.expires), "invite_nonce": invite.nonce});
+    append_audit(dir, &tree, g, &op, Entry { actor, action: "team-invite", details }, now, pins)?;
     Ok((token, invite))
 }
 
@@ -546,13 +616,12 @@ pub fn accept(
     identity_path: &Utf8Path,
     confirm: &mut dyn FnMut(&JoinRequest, &Invite, &str) -> Result<bool, Error>,
     now: i64,
+    pins: &mut Pins,
 ) -> Result<(Outcome, Invite), Error> {
     let deny = |why: String| Error::Denied(format!("join request rejected: {why}; nothing was changed"));
     let req = JoinRequest::decode(request).map_err(|e| deny(e.to_string()))?;
     let invite = Invite::open(&req.token).map_err(|e| deny(e.to_string()))?;
-    let tree = store::read_tree(dir)?;
-    let m = manifest_of(dir, &tree)?;
-    let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
+    let (_, m, g) = open_for_write(dir, pins)?;
     if invite.operator != m.operator.public_key || invite.org_id != g.ownership.org_id {
         return Err(deny(format!(
             "the token is from another organization (org {}, operator {}), not this one (org {}, operator {})",
@@ -597,6 +666,8 @@ pub fn accept(
         action: "team-accept",
         format: None,
         now,
+        pins,
+        confirm: &mut |_| Ok(false),
     };
     let outcome = reconcile(
         r,

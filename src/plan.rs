@@ -103,12 +103,23 @@ pub fn operator_name(c: &Config) -> String {
     c.nsc_export_config.as_ref().and_then(|n| n.operator_name.clone()).unwrap_or_else(|| c.organization.name.clone())
 }
 
+/// The reply-inbox prefix of a user: `_INBOX_<name>`. Each service gets its
+/// own, so no service can subscribe to the replies meant for another (with a
+/// shared `_INBOX.>` every responder-capable service could read them all).
+/// Clients set it as their custom inbox prefix (nats-py `inbox_prefix`,
+/// async-nats `custom_inbox_prefix`, nats.go `nats.CustomInboxPrefix`).
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX_{user}")
+}
+
 /// A person's permissions: the config's, or the default namespace
 /// `<operator>.<account>.<stem>.>` with responses allowed and a 1 MiB payload.
+/// Either way a user that may make requests subscribes only to its own inbox.
 pub fn user_permissions(p: &Person, operator: &str, account: &str) -> (Permissions, i64) {
+    let inbox = format!("{}.>", inbox_prefix(&p.name));
     let allow_inbox = |subs: &mut Vec<String>| {
-        if !subs.iter().any(|s| s == "_INBOX.>") {
-            subs.push("_INBOX.>".into());
+        if !subs.contains(&inbox) {
+            subs.push(inbox.clone());
         }
     };
     let resp = Some(ResponsePermission { max: 1, ttl: 0 });
@@ -311,7 +322,7 @@ mod tests {
         let deep = &core.users[0];
         assert_eq!(deep.name, "deep-service");
         assert_eq!(deep.permissions.publish.allow, ["acme.core.deep.>"]);
-        assert_eq!(deep.permissions.subscribe.allow, ["acme.core.deep.>", "_INBOX.>"]);
+        assert_eq!(deep.permissions.subscribe.allow, ["acme.core.deep.>", "_INBOX_deep-service.>"]);
         assert_eq!(deep.permissions.resp, Some(ResponsePermission { max: 1, ttl: 0 }));
         assert_eq!(deep.payload, DEFAULT_PAYLOAD);
         assert_eq!(deep.hosts, ["h1", "h2"]);

@@ -13,6 +13,9 @@ pub enum VaultError {
     BadRecipient(String),
     #[error("{path}: {message}")]
     Identity { path: Utf8PathBuf, message: String },
+    /// An identity file someone else could have planted or read.
+    #[error("{path}: {message}")]
+    UntrustedIdentity { path: Utf8PathBuf, message: String },
     #[error("cannot encrypt: {0}")]
     Encrypt(String),
     #[error("cannot decrypt: {0}")]
@@ -77,8 +80,13 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// Read an identity file: age identities (`AGE-SECRET-KEY-1…` lines) or an
     /// unencrypted OpenSSH ed25519 private key.
+    ///
+    /// Like ssh, an identity file that another user owns, or that group or
+    /// others may read or write, is refused: in a shared directory anyone
+    /// could have planted it (and then reads everything encrypted to it).
     pub fn load(path: &Utf8Path) -> Result<Identity, VaultError> {
         let err = |message: String| VaultError::Identity { path: path.to_owned(), message };
+        check_private(path).map_err(|message| VaultError::UntrustedIdentity { path: path.to_owned(), message })?;
         let data = fs::read(path).map_err(|e| err(format!("cannot read identity: {e}")))?;
         let text = String::from_utf8_lossy(&data);
         if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
@@ -153,6 +161,27 @@ impl Identity {
     }
 }
 
+/// Why a private key file cannot be trusted, or `Ok`.
+fn check_private(path: &Utf8Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).map_err(|e| format!("cannot read identity: {e}"))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "the identity file is owned by uid {}, not by you (uid {me}); refusing to use it (anyone who could place it there would read what is encrypted to it)",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "the identity file is accessible by group or others (mode {:04o}); refusing to use it: chmod 600 {path}",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
 /// The public key beside an ssh private key (`KEY.pub`), if there is one.
 fn ssh_public_of(path: &Utf8Path) -> Result<Option<String>, VaultError> {
     let pub_path = Utf8PathBuf::from(format!("{path}.pub"));
@@ -186,6 +215,21 @@ mod tests {
         let ct2 = encrypt(b"both", &[&ra, &rb]).unwrap();
         assert_eq!(b.decrypt(&ct2).unwrap(), b"both");
         assert_ne!(encrypt(b"both", &[&ra]).unwrap(), encrypt(b"both", &[&ra]).unwrap());
+    }
+
+    #[test]
+    fn identities_others_can_read_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Utf8PathBuf::from_path_buf(dir.path().join("owner.key")).unwrap();
+        Identity::load_or_create(&p).unwrap();
+        for mode in [0o640, 0o604, 0o660] {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            let e = Identity::load(&p).unwrap_err().to_string();
+            assert!(e.contains(&format!("accessible by group or others (mode {mode:04o})")), "{e}");
+            assert!(e.starts_with(p.as_str()), "{e}");
+        }
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o400)).unwrap();
+        Identity::load(&p).unwrap();
     }
 
     #[test]

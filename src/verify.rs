@@ -1,5 +1,12 @@
 //! `clan-nats verify`: check a written store from the outside, trusting nothing
-//! but the operator JWT. Every problem is collected, each naming its file.
+//! but an operator key: the one pinned on this machine or given on the command
+//! line, else (and then it can only say the store is self-consistent) the one
+//! inside the store. Every problem is collected, each naming its file.
+//!
+//! [`signed_state`] is the part every command that writes runs first (see
+//! [`crate::trust`]): the governance signatures against the pinned key, the
+//! manifest and ownership record the last audit entry commits to, and the
+//! sha256 of every file against that manifest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,8 +37,9 @@ impl Report {
     }
 }
 
-/// Verify the store in `dir`; with an identity, also decrypt every secret it can read.
-pub fn verify(dir: &Utf8Path, identity: Option<&Identity>) -> Report {
+/// Verify the store in `dir` against `operator` (the store's own key when
+/// `None`); with an identity, also decrypt every secret it can read.
+pub fn verify(dir: &Utf8Path, identity: Option<&Identity>, operator: Option<&str>) -> Report {
     let mut r = Report::default();
     let tree = match store::read_tree(dir) {
         Ok(t) => t,
@@ -44,28 +52,16 @@ pub fn verify(dir: &Utf8Path, identity: Option<&Identity>) -> Report {
         r.bad(dir.as_str(), "no store here (missing or empty)");
         return r;
     }
-    verify_tree(&tree, identity, &mut r);
+    verify_tree(&tree, identity, operator, &mut r);
     r.problems = r.problems.into_iter().map(|p| format!("{dir}/{p}")).collect();
     r
 }
 
-/// Verify an in-memory tree (paths relative to DIR).
-pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
+/// Verify an in-memory tree (paths relative to DIR) against `operator` (the
+/// manifest's operator key when `None`).
+pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, trusted: Option<&str>, r: &mut Report) {
     r.files = tree.len();
-    let Some(mbytes) = tree.get(MANIFEST) else {
-        r.bad(MANIFEST, "missing");
-        return;
-    };
-    let m = match Manifest::parse(mbytes) {
-        Ok(m) => m,
-        Err(e) => {
-            r.bad(MANIFEST, format!("not a valid manifest: {e}"));
-            return;
-        }
-    };
-    check_digests(tree, &m, r);
-    governance(tree, mbytes, &m, r);
-    recipients(tree, &m, r);
+    let Some(m) = signed_state(tree, trusted, r) else { return };
     if m.operator.jwt.is_empty() {
         // Initialised (`init`) but not generated yet: only keys and governance exist.
         keys(tree, &m, identity, r);
@@ -130,9 +126,38 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, r: &mut Report) {
     keys(tree, &m, identity, r);
 }
 
+/// The state the owner signed, checked against `operator` (the manifest's own
+/// key when `None`): the manifest parses, the governance record, its signature
+/// and the audit chain verify with that key, the last audit entry commits to
+/// this manifest and ownership record, every file has the sha256 the manifest
+/// gives it, and every secret's recipients are what governance allows.
+/// Returns the manifest when it could be read at all.
+pub fn signed_state(tree: &Tree, operator: Option<&str>, r: &mut Report) -> Option<Manifest> {
+    let Some(mbytes) = tree.get(MANIFEST) else {
+        r.bad(MANIFEST, "missing");
+        return None;
+    };
+    let m = match Manifest::parse(mbytes) {
+        Ok(m) => m,
+        Err(e) => {
+            r.bad(MANIFEST, format!("not a valid manifest: {e}"));
+            return None;
+        }
+    };
+    let key = operator.unwrap_or(&m.operator.public_key);
+    if m.operator.public_key != key {
+        r.bad(MANIFEST, format!("the store's operator is {}, not the trusted operator {key}", m.operator.public_key));
+    }
+    check_digests(tree, &m, r);
+    governance(tree, mbytes, &m, key, r);
+    recipients(tree, &m, r);
+    Some(m)
+}
+
 /// The ownership record, its signature and the audit chain, all by the
-/// operator identity key; the last audited manifest is the current one.
-fn governance(tree: &Tree, manifest_bytes: &[u8], m: &Manifest, r: &mut Report) {
+/// operator identity key; the last audit entry commits to the current
+/// manifest and ownership record.
+fn governance(tree: &Tree, manifest_bytes: &[u8], m: &Manifest, operator: &str, r: &mut Report) {
     let g = match Governance::from_tree(tree) {
         Ok(Some(g)) => g,
         Ok(None) => {
@@ -144,12 +169,8 @@ fn governance(tree: &Tree, manifest_bytes: &[u8], m: &Manifest, r: &mut Report) 
             return;
         }
     };
-    r.problems.extend(g.check(&m.operator.public_key));
-    let audited = g.audit.entries.iter().rev().find_map(|e| e.details.get("manifest").and_then(|v| v.as_str()));
-    let current = crate::governance::sha256_tagged(manifest_bytes);
-    if audited != Some(current.as_str()) {
-        r.bad(MANIFEST, "is not the manifest recorded by the last signed audit entry (edited outside clan-nats)");
-    }
+    r.problems.extend(g.check(operator));
+    r.problems.extend(g.commitment_problems(manifest_bytes));
     if m.recipients.get("owner") != Some(&g.ownership.owner_recipient) {
         r.bad(MANIFEST, "the owner recipient is not the one in the signed ownership record");
     }

@@ -11,6 +11,12 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clan-nats");
+
+/// This test binary's trust pins, in a temporary directory (never the home directory).
+fn pins_file() -> PathBuf {
+    static STATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().join("pins.json")
+}
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clan-bootstrap.json");
 
 // Indexes into examples/clan-bootstrap.json.
@@ -29,6 +35,7 @@ fn q(s: &str) -> String {
 
 fn run(cfg: &Path, out: &Path, key: &Path, extra: &[&str]) -> (i32, String) {
     let o = Command::new(BIN)
+        .env("CLAN_NATS_PINS", pins_file())
         .arg("generate")
         .arg("--config")
         .arg(cfg)
@@ -480,4 +487,68 @@ fn service_role_in_the_wrong_case_is_an_error() {
     // "service" would silently produce no NATS user; say so instead.
     let want = "\"service\" is not \"Service\": roles are case-sensitive";
     check("service_people[3].role", &[want], |v| v["service_people"][3]["role"] = json!("service"));
+}
+
+// ---- bounds and subject spaces (issue: trust nothing) ----------------------
+
+#[test]
+fn free_text_fields_are_bounded_and_the_limit_is_named() {
+    let long = "x".repeat(1025);
+    let l2 = long.clone();
+    check("organizational_units[1].description", &["1025 bytes", "limit of 1024 bytes"], move |v| {
+        v["organizational_units"][1]["description"] = json!(l2)
+    });
+    let l3 = long.clone();
+    check("service_people[5].description", &["1025 bytes", "limit of 1024 bytes"], move |v| {
+        v["service_people"][5]["description"] = json!(l3)
+    });
+    check("organization.description", &["1025 bytes", "limit of 1024 bytes"], move |v| {
+        v["organization"]["description"] = json!(long)
+    });
+    let subject = format!("a.{}", "b".repeat(600));
+    check(
+        "service_people[0].nats_permissions.publish[0]",
+        &["602 bytes", "limit of 512 bytes for a subject"],
+        move |v| v["service_people"][0]["nats_permissions"]["publish"][0] = json!(subject),
+    );
+}
+
+#[test]
+fn a_config_larger_than_16_mib_is_refused_before_parsing() {
+    let mut v = example();
+    v["metadata"] = json!({"blob": "x".repeat(17 * 1024 * 1024)});
+    let r = reject_text(&v.to_string(), &[]);
+    assert_rejected(&r, "", &["is larger than the limit of 16777216 bytes (16 MiB)"]);
+}
+
+#[test]
+fn a_service_name_with_a_dot_is_refused() {
+    // `a`'s reply inbox `_INBOX_a.>` would cover `a.b`'s `_INBOX_a.b.…`.
+    check("service_people[11].name", &[&q("audio.x-service"), "contains '.'", "_INBOX_<name>.>"], |v| {
+        v["service_people"].as_array_mut().unwrap().push(person("audio.x-service", "Media", "Service"))
+    });
+}
+
+#[test]
+fn equal_default_subject_spaces_in_one_account_are_refused() {
+    // `x` and `x-service` would both get <operator>.<account>.x.>.
+    check(
+        "service_people[12].name",
+        &[&q("probe-service"), "<operator>.core.probe.>", &q("probe"), "service_people[11]"],
+        |v| {
+            let people = v["service_people"].as_array_mut().unwrap();
+            people.push(person("probe", "Core", "Service"));
+            people.push(person("probe-service", "Core", "Service"));
+        },
+    );
+    // In different accounts the same stem is fine: subjects are per account.
+    let mut v = example();
+    let people = v["service_people"].as_array_mut().unwrap();
+    people.push(person("probe", "Core", "Service"));
+    people.push(person("probe-service", "Media", "Service"));
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("ok.json");
+    fs::write(&cfg, v.to_string()).unwrap();
+    let (code, err) = run(&cfg, &tmp.path().join("store"), &tmp.path().join("k"), &[]);
+    assert_eq!(code, 0, "{err}");
 }

@@ -70,7 +70,7 @@ fn big_config(path: &Path) {
 }
 
 fn run_args(args: &[String]) -> Output {
-    Command::new(BIN).args(args).output().expect("clan-nats runs")
+    bin().args(args).output().expect("clan-nats runs")
 }
 
 fn assert_verifies(dir: &Path, key: &Path) {
@@ -191,12 +191,8 @@ fn a_killed_first_generate_leaves_no_store_or_a_complete_one() {
     let (mut absent, mut complete) = (0, 0);
     for i in 0..points {
         let (dir, key) = (tmp.path().join(format!("s{i}")), tmp.path().join(format!("s{i}.key")));
-        let mut child = Command::new(BIN)
-            .args(generate_args(&big, &dir, &key))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child =
+            bin().args(generate_args(&big, &dir, &key)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(full.mul_f64(i as f64 / points as f64 * 1.3) + Duration::from_millis(1));
         let _ = child.kill();
         let _ = child.wait();

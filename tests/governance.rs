@@ -207,7 +207,12 @@ fn a_specialist_can_change_nothing() {
     std::fs::write(&path, o.to_bytes()).unwrap();
     let problems = org.verify_problems(None);
     assert!(problems.contains("ownership.sig: state_hash is not the hash of ownership.json"), "{problems}");
-    assert_ne!(info_role(&org, Some(&bob)), "master", "an edited file does not make a master");
+    // `info` does not show a forged record as if it were the owner's: it refuses it (exit 3).
+    let out = run(&["--json", "info", "--dir", org.dir.to_str().unwrap(), "--identity", bob.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "an edited file does not make a master: {err}");
+    assert!(err.contains("ownership.sig: state_hash is not the hash of ownership.json"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is shown from an untrusted store");
 }
 
 #[test]
@@ -281,7 +286,7 @@ fn tampering_is_detected() {
     std::fs::write(&mp, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
     let problems = t.verify_problems(None);
     assert!(problems.contains("person-service.creds.age: encrypted to 2 X25519 + 2 ssh-ed25519"), "{problems}");
-    assert!(problems.contains("is not the manifest recorded by the last signed audit entry"), "{problems}");
+    assert!(problems.contains("is not the manifest the last signed audit entry (seq 3) commits to"), "{problems}");
 
     assert_eq!(org.verify_problems(Some(&org.owner)), "", "the original is intact");
 }

@@ -14,6 +14,12 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clan-nats");
 
+/// This test binary's trust pins, in a temporary directory (never the home directory).
+fn pins_file() -> PathBuf {
+    static STATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().join("pins.json")
+}
+
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/malformed")
 }
@@ -48,6 +54,7 @@ fn every_malformed_config_is_refused_with_its_message_and_nothing_is_written() {
         let (store, key) = (tmp.path().join("store"), tmp.path().join("k"));
         let config = corpus().join(f);
         let out = Command::new(BIN)
+            .env("CLAN_NATS_PINS", pins_file())
             .arg("generate")
             .arg("--config")
             .arg(&config)

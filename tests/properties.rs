@@ -89,6 +89,12 @@ fn name_base() -> impl Strategy<Value = String> {
     "[A-Za-z][A-Za-z0-9_-]{0,5}(\\.[A-Za-z0-9_-]{1,4})?"
 }
 
+/// A valid service person name base: one NATS token (no '.'), since a
+/// service's name is a token of its inbox and default subjects.
+fn person_base() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9_-]{0,7}"
+}
+
 fn token() -> impl Strategy<Value = String> {
     prop_oneof![
         6 => "[A-Za-z0-9_$-]{1,6}",
@@ -192,7 +198,7 @@ fn person() -> impl Strategy<Value = PersonSpec> {
         },
     );
     (
-        name_base(),
+        person_base(),
         any::<bool>(),
         any::<Index>(),
         prop_oneof![5 => Just("Service"), 1 => Just("Admin"), 1 => Just("Developer")],
@@ -454,8 +460,9 @@ fn check_plan(spec: &Spec, plan: &Plan) {
             Some(perm) => {
                 assert_eq!(p.publish.allow, dedup(&perm.publish), "{name} pub");
                 let mut sub = dedup(&perm.subscribe);
-                if perm.allow_responses && !sub.iter().any(|s| s == "_INBOX.>") {
-                    sub.push("_INBOX.>".into());
+                let inbox = format!("_INBOX_{name}.>");
+                if perm.allow_responses && !sub.contains(&inbox) {
+                    sub.push(inbox);
                 }
                 assert_eq!(p.subscribe.allow, sub, "{name} sub");
                 assert_eq!(p.resp, perm.allow_responses.then_some(ResponsePermission { max: 1, ttl: 0 }));
@@ -465,7 +472,7 @@ fn check_plan(spec: &Spec, plan: &Plan) {
                 let stem = name.strip_suffix("-service").unwrap_or(&name);
                 let subject = format!("{op}.{want}.{stem}.>");
                 assert_eq!(p.publish.allow, std::slice::from_ref(&subject), "{name} default pub");
-                assert_eq!(p.subscribe.allow, [subject, "_INBOX.>".into()], "{name} default sub");
+                assert_eq!(p.subscribe.allow, [subject, format!("_INBOX_{name}.>")], "{name} default sub");
                 assert_eq!(p.resp, Some(ResponsePermission { max: 1, ttl: 0 }));
                 assert_eq!(u.payload, plan::DEFAULT_PAYLOAD);
             }
@@ -555,6 +562,7 @@ fn pipeline(spec: &Spec) {
     let dir = utf8(&tmp.path().join("store"));
     let key = utf8(&tmp.path().join("owner.key"));
     // What `generate` does: validate, plan, build (sign, encrypt), governance record, atomic write.
+    let mut pins = clan_nats::store::pin::Pins::load(&utf8(&tmp.path().join("pins.json"))).unwrap();
     let out = ops::reconcile(
         ops::Request {
             config: Some(&config),
@@ -566,6 +574,8 @@ fn pipeline(spec: &Spec) {
             action: "generate",
             format: None,
             now: 1_800_000_000,
+            pins: &mut pins,
+            confirm: &mut |_| Ok(false),
         },
         None,
     )
@@ -573,7 +583,7 @@ fn pipeline(spec: &Spec) {
     assert!(out.identity_created && out.report.swapped);
     let owner = Identity::load(&key).unwrap();
 
-    let report = verify::verify(&dir, Some(&owner));
+    let report = verify::verify(&dir, Some(&owner), None);
     assert!(report.problems.is_empty(), "verify: {:#?}", report.problems);
     let m = Manifest::parse(&std::fs::read(dir.join(store::MANIFEST)).unwrap()).unwrap();
     let users: usize = m.accounts.iter().map(|a| a.users.len()).sum();

@@ -266,7 +266,12 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     v["service_people"] = json!(people);
     v["hosts"] = json!([]);
     std::fs::write(&config, serde_json::to_vec(&v).unwrap()).unwrap();
-    generate(&config, &dir, &key);
+    // Every round restores the old store and this machine's pins as they were
+    // before the command (restoring the store alone is a rollback, refused).
+    let (pins, pristine_pins) = (tmp.path().join("pins.json"), tmp.path().join("pins.pristine.json"));
+    let o = bin_pinned(&pins).args(generate_args(&config, &dir, &key)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::copy(&pins, &pristine_pins).unwrap();
     let old = snapshot(&dir);
     let old_keys: Vec<String> =
         Manifest::parse(&old["manifest.json"].0).unwrap().keys.into_iter().map(|k| k.public_key).collect();
@@ -288,12 +293,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let probe = tmp.path().join("probe");
     assert!(std::process::Command::new("cp").arg("-a").arg(&dir).arg(&probe).status().unwrap().success());
     let t = std::time::Instant::now();
-    assert!(std::process::Command::new(BIN)
-        .args(args(&probe))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success());
+    assert!(bin_pinned(&pins).args(args(&probe)).stdout(std::process::Stdio::null()).status().unwrap().success());
     let full = t.elapsed();
     let new_keys: Vec<String> = Manifest::parse(&std::fs::read(probe.join("manifest.json")).unwrap())
         .unwrap()
@@ -309,8 +309,8 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let round = |delay: std::time::Duration, decrypt: bool| -> bool {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(std::process::Command::new("cp").arg("-a").arg(&pristine).arg(&dir).status().unwrap().success());
-        let mut child =
-            std::process::Command::new(BIN).args(args(&dir)).stdout(std::process::Stdio::null()).spawn().unwrap();
+        std::fs::copy(&pristine_pins, &pins).unwrap();
+        let mut child = bin_pinned(&pins).args(args(&dir)).stdout(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
@@ -319,7 +319,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         if decrypt {
             verify.extend(["--identity", key.to_str().unwrap()]);
         }
-        let out = run(&verify);
+        let out = bin_pinned(&pins).args(&verify).output().unwrap();
         assert!(out.status.success(), "kill after {delay:?}: verify failed: {}", String::from_utf8_lossy(&out.stderr));
         let keys: Vec<String> = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap())
             .unwrap()
@@ -360,7 +360,8 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         "the kills must hit both before and after the swap (old {saw_old}, new {saw_new}, run {full:?})"
     );
     // Leftovers of killed runs are cleaned by the next run.
-    generate(&config, &dir, &key);
+    let o = bin_pinned(&pins).args(generate_args(&config, &dir, &key)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .flatten()
@@ -430,7 +431,11 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
         "--to",
         to2.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // The edit is caught by the check every writing command runs first (exit 3);
+    // the export's own path check is `nsc::tests::paths_outside_the_export_are_refused`.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("manifest.json: is not the manifest the last signed audit entry"), "{err}");
     assert!(!to2.exists() && !f.tmp.path().join("escaped.creds").exists());
 
     // Import into a new store: every entity keeps its key.

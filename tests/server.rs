@@ -51,13 +51,25 @@ impl Store {
 }
 
 /// Connect with creds held only in memory; server errors arrive on the channel.
+/// The client uses its own reply inbox `_INBOX_<user>` (the documented
+/// `custom_inbox_prefix` setting), the only inbox its permissions allow.
 async fn connect(
     url: &str,
     creds: &str,
 ) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
+    let name = clan_nats::jwt::creds::parse_checked(creds).expect("creds parse").0.std.name;
+    connect_with_inbox(url, creds, &clan_nats::plan::inbox_prefix(&name)).await
+}
+
+async fn connect_with_inbox(
+    url: &str,
+    creds: &str,
+    inbox: &str,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let client = ConnectOptions::with_credentials(creds)
         .expect("creds parse")
+        .custom_inbox_prefix(inbox)
         .max_reconnects(1)
         .event_callback(move |e| {
             let tx = tx.clone();
@@ -164,6 +176,80 @@ async fn replies_work_through_the_response_permission() {
     .expect("request failed");
     assert_eq!(reply.payload.as_ref(), b"at home");
     answer.await.unwrap();
+}
+
+/// Each service has its own reply inbox: another service of the same account
+/// (which before had `_INBOX.>` too) can no longer subscribe to the replies
+/// meant for a requester, while its own requests still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_cannot_read_another_services_replies() {
+    let store = store_from(&example());
+    let server = store.server();
+    let (responder, _) = connect(&server.url(), &store.creds(store.user("person-service"))).await.unwrap();
+    let (requester, _) = connect(&server.url(), &store.creds(store.user("location-service"))).await.unwrap();
+    let (snoop, mut snoop_errors) =
+        connect(&server.url(), &store.creds(store.user("organization-service"))).await.unwrap();
+    // The snooper tries the shared inbox and the requester's own one: both are refused.
+    let mut shared = snoop.subscribe("_INBOX.>").await.unwrap();
+    snoop.flush().await.unwrap();
+    expect_error(&mut snoop_errors, "Permissions Violation for Subscription to \"_INBOX.>\"").await;
+    let mut theirs = snoop.subscribe("_INBOX_location-service.>").await.unwrap();
+    snoop.flush().await.unwrap();
+    expect_error(&mut snoop_errors, "Permissions Violation for Subscription to \"_INBOX_location-service.>\"").await;
+
+    let mut sub = responder.subscribe("thecowboyai.org.location.lookup").await.unwrap();
+    responder.flush().await.unwrap();
+    let answer = tokio::spawn(async move {
+        let msg = sub.next().await.expect("the responder's subscription is open");
+        responder.publish(msg.reply.unwrap(), "secret answer".into()).await.unwrap();
+        responder.flush().await.unwrap();
+    });
+    // policy-service answers on organization subjects, which organization-service may publish.
+    let (policy, _) = connect(&server.url(), &store.creds(store.user("policy-service"))).await.unwrap();
+    let mut psub = policy.subscribe("thecowboyai.org.organization.lookup").await.unwrap();
+    policy.flush().await.unwrap();
+    let panswer = tokio::spawn(async move {
+        let msg = psub.next().await.expect("the responder's subscription is open");
+        policy.publish(msg.reply.unwrap(), "own answer".into()).await.unwrap();
+        policy.flush().await.unwrap();
+    });
+    let request = |client: async_nats::Client, subject: &'static str| async move {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match client.request(subject, "where?".into()).await {
+                    Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("request timed out")
+        .expect("request failed")
+    };
+    // The requester gets its reply on its own inbox…
+    let reply = request(requester.clone(), "thecowboyai.org.location.lookup").await;
+    assert_eq!(reply.payload.as_ref(), b"secret answer");
+    assert!(reply.subject.as_str().starts_with("_INBOX_location-service."), "{}", reply.subject);
+    // …and the snooper saw none of it.
+    for s in [&mut shared, &mut theirs] {
+        let got = tokio::time::timeout(Duration::from_millis(300), s.next()).await;
+        assert!(!matches!(got, Ok(Some(_))), "the snooper received a reply: {got:?}");
+    }
+    // The snooper's own request/reply works on its own inbox.
+    let own = request(snoop.clone(), "thecowboyai.org.organization.lookup").await;
+    assert_eq!(own.payload.as_ref(), b"own answer");
+    assert!(own.subject.as_str().starts_with("_INBOX_organization-service."), "{}", own.subject);
+    answer.await.unwrap();
+    panswer.await.unwrap();
+    // A client left on the default `_INBOX.` prefix cannot make requests at all:
+    // its inbox subscription is refused (the README says to set the prefix).
+    let (plain, mut plain_errors) =
+        connect_with_inbox(&server.url(), &store.creds(store.user("location-service")), "_INBOX").await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(1), plain.request("thecowboyai.org.location.lookup", "x".into()))
+        .await;
+    expect_error(&mut plain_errors, "Permissions Violation for Subscription to \"_INBOX.").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,7 +158,7 @@ fn user_jwts_carry_exactly_the_configured_permissions() {
         };
         assert_eq!(claims.nats.permissions.publish.allow, list(&perms["publish"]), "{name}");
         let mut sub = list(&perms["subscribe"]);
-        sub.push("_INBOX.>".into());
+        sub.push(format!("_INBOX_{name}.>"));
         assert_eq!(claims.nats.permissions.subscribe.allow, sub, "{name}");
         assert_eq!(claims.nats.permissions.resp.map(|r| r.max), Some(1), "{name}");
         assert_eq!(claims.nats.payload, perms["max_payload"].as_i64().unwrap(), "{name}");

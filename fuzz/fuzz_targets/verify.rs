@@ -60,6 +60,7 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
     std::fs::write(&config, CONFIG).unwrap();
     let (store, key) = (dir.0.join("store"), dir.0.join("owner.key"));
     // What `generate` does, in process: validate, plan, sign, encrypt, governance record, write.
+    let mut pins = clan_nats::store::pin::Pins::load(&dir.0.join("pins.json")).unwrap();
     let request = ops::Request {
         config: Some(&config),
         dir: &store,
@@ -70,6 +71,8 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
         action: "generate",
         format: None,
         now: 1_700_000_000,
+        pins: &mut pins,
+        confirm: &mut |_| Ok(false),
     };
     ops::reconcile(request, None).unwrap();
     let tree = clan_nats::store::read_tree(&store).unwrap();
@@ -77,7 +80,7 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
     // The unmutated store is clean, with and without the identity.
     for id in [None, Some(&owner)] {
         let mut r = Report::default();
-        verify_tree(&tree, id, &mut r);
+        verify_tree(&tree, id, None, &mut r);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
     }
     Base { tree, owner, _dir: dir }
@@ -258,7 +261,7 @@ fuzz_target!(|input: Input| {
         apply(&mut tree, op);
     }
     let mut r = Report::default();
-    verify_tree(&tree, input.identity.is_multiple_of(4).then_some(&base.owner), &mut r);
+    verify_tree(&tree, input.identity.is_multiple_of(4).then_some(&base.owner), None, &mut r);
     if tree == base.tree {
         assert!(r.problems.is_empty(), "an unchanged store must verify: {:?}", r.problems);
     }

@@ -58,8 +58,19 @@ impl ConfigError {
     }
 }
 
+/// The largest config file accepted (16 MiB): far beyond any real
+/// organization, and a bound on what one file can make the generator hold.
+pub const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
+
 /// Parse config text. `file` only names the source in errors.
 pub fn parse(file: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigError::one(
+            file,
+            "",
+            format!("{} bytes is larger than the limit of {MAX_CONFIG_BYTES} bytes (16 MiB)", text.len()),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     // `end` refuses anything but whitespace after the config (a stray `}` or a
     // second document would otherwise be ignored).
@@ -228,5 +239,75 @@ mod tests {
             "service_people": [{"name": "x", "organizational_unit": "U", "role": "Service",
                                 "nats_permissions": {"publish": ["a"], "subscribe": []}}], "hosts": []}"#;
         assert!(parse(Utf8Path::new("t.json"), ok).is_ok());
+    }
+}
+
+/// The changes from `old` to `new` that change who can decrypt the store's
+/// secrets, one line each: the owner's recipient, and the recipient of a host
+/// that both configs name (a host that is added or removed is listed too).
+/// Recipients are compared in canonical form (an ssh key's comment is not a change).
+pub fn recipient_changes(old: &Config, new: &Config) -> Vec<String> {
+    let canon = |r: &str| crate::vault::parse_recipient(r).map_or_else(|_| r.trim().to_string(), |r| r.text);
+    let owner = |c: &Config| c.owner.as_ref().and_then(|o| o.age_recipient.as_deref()).map(canon);
+    let mut out = Vec::new();
+    match (owner(old), owner(new)) {
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!(
+            "owner.age_recipient: {} -> {} (every seed and every creds file is encrypted to it)",
+            a.as_deref().unwrap_or("(none)"),
+            b.as_deref().unwrap_or("(none)")
+        )),
+    }
+    let hosts = |c: &Config| -> std::collections::BTreeMap<String, String> {
+        c.hosts.iter().map(|h| (h.name.clone(), canon(&h.age_recipient))).collect()
+    };
+    let (before, after) = (hosts(old), hosts(new));
+    for (name, r) in &after {
+        match before.get(name) {
+            Some(b) if b != r => out.push(format!("hosts {name:?}: age_recipient {b} -> {r}")),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Hosts added and removed from `old` to `new` (shown, not confirmed).
+pub fn host_changes(old: &Config, new: &Config) -> Vec<String> {
+    let names = |c: &Config| c.hosts.iter().map(|h| h.name.clone()).collect::<std::collections::BTreeSet<_>>();
+    let (before, after) = (names(old), names(new));
+    let mut out: Vec<String> = after.difference(&before).map(|h| format!("host {h:?} added")).collect();
+    out.extend(before.difference(&after).map(|h| format!("host {h:?} removed")));
+    out
+}
+
+#[cfg(test)]
+mod recipient_tests {
+    use super::*;
+
+    fn cfg(owner: Option<&str>, hosts: &[(&str, &str)]) -> Config {
+        let mut v = serde_json::json!({"organization": {"name": "acme"}});
+        if let Some(o) = owner {
+            v["owner"] = serde_json::json!({"age_recipient": o});
+        }
+        v["hosts"] = hosts.iter().map(|(n, r)| serde_json::json!({"name": n, "age_recipient": r})).collect();
+        parse(Utf8Path::new("t.json"), &v.to_string()).unwrap()
+    }
+
+    #[test]
+    fn owner_and_host_recipient_changes_are_named() {
+        let k1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFEuixEtABRP1/l/62DXTFQrXD4fw9a6fzS6ELSFJRJE";
+        let k2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKkQ6DMOdS1cNvgBcXYo8l1iX7HBCmNd5lWd1hBMrG";
+        let a = cfg(None, &[("h1", k1)]);
+        assert!(recipient_changes(&a, &a).is_empty());
+        // A comment is not a change.
+        assert!(recipient_changes(&a, &cfg(None, &[("h1", &format!("{k1} root@h1"))])).is_empty());
+        let c = recipient_changes(&a, &cfg(Some(k2), &[("h1", k2)]));
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(c[0].starts_with("owner.age_recipient: (none) -> ssh-ed25519"), "{c:?}");
+        assert!(c[1].starts_with("hosts \"h1\": age_recipient"), "{c:?}");
+        // Added hosts are shown, not confirmed.
+        let added = cfg(None, &[("h1", k1), ("h2", k2)]);
+        assert!(recipient_changes(&a, &added).is_empty());
+        assert_eq!(host_changes(&a, &added), ["host \"h2\" added"]);
     }
 }

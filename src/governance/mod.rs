@@ -19,6 +19,7 @@ use data_encoding::BASE64URL_NOPAD;
 use nkeys::KeyPair;
 use serde::Serialize;
 
+pub use crate::store::pin::Head;
 pub use audit::{AuditEntry, AuditLog};
 pub use record::{Member, Ownership, OwnershipSig};
 
@@ -167,19 +168,69 @@ impl Governance {
         ]
     }
 
-    /// Start governance: a new organization owned by `owner_recipient`.
+    /// Start governance: a new organization owned by `owner_recipient`. The
+    /// first audit entry (`init`) is appended by the caller with [`Governance::record`],
+    /// once the manifest it commits to exists.
     pub fn init(owner_id: &str, owner_name: &str, owner_recipient: &str, operator: &KeyPair, now: i64) -> Governance {
         let ownership = Ownership::new(owner_id, owner_name, owner_recipient, now);
         let sig = OwnershipSig::sign(&ownership, operator, now);
-        let mut audit = AuditLog::default();
-        audit.append(
-            operator,
-            now,
-            owner_id,
-            "init",
-            serde_json::json!({"org_id": ownership.org_id, "owner_recipient": owner_recipient}),
-        );
-        Governance { ownership, sig, audit }
+        Governance { ownership, sig, audit: AuditLog::default() }
+    }
+
+    /// Append a signed audit entry that commits to the store's manifest and to
+    /// the current ownership record, so that neither can be swapped (for an
+    /// older, also validly signed one) without breaking the chain's head.
+    pub fn record(
+        &mut self,
+        operator: &KeyPair,
+        now: i64,
+        actor: &str,
+        action: &str,
+        mut details: serde_json::Value,
+        manifest: &[u8],
+    ) -> Head {
+        if !details.is_object() {
+            details = serde_json::json!({ "value": details });
+        }
+        let o = details.as_object_mut().expect("an object");
+        o.insert("manifest".into(), sha256_tagged(manifest).into());
+        o.insert("ownership".into(), self.ownership.compute_hash().into());
+        o.insert("ownership_sig".into(), sha256_tagged(&self.sig.to_bytes()).into());
+        let e = self.audit.append(operator, now, actor, action, details);
+        Head { seq: e.seq, hash: e.hash.clone() }
+    }
+
+    /// The last audit entry, if any.
+    pub fn head(&self) -> Option<Head> {
+        self.audit.entries.last().map(|e| Head { seq: e.seq, hash: e.hash.clone() })
+    }
+
+    /// The last audit entry must commit to exactly this manifest and this
+    /// ownership record: anything else was put there outside clan-nats.
+    pub fn commitment_problems(&self, manifest: &[u8]) -> Vec<String> {
+        let mut problems = Vec::new();
+        let Some(last) = self.audit.entries.last() else { return problems };
+        let field = |k: &str| last.details.get(k).and_then(|v| v.as_str());
+        if field("manifest") != Some(sha256_tagged(manifest).as_str()) {
+            problems.push(format!(
+                "{}: is not the manifest the last signed audit entry (seq {}) commits to (edited or replaced outside clan-nats)",
+                crate::store::MANIFEST,
+                last.seq
+            ));
+        }
+        if field("ownership") != Some(self.ownership.compute_hash().as_str()) {
+            problems.push(format!(
+                "{OWNERSHIP}: is not the ownership record the last signed audit entry (seq {}) commits to (replaced by another, possibly older, record)",
+                last.seq
+            ));
+        }
+        if field("ownership_sig") != Some(sha256_tagged(&self.sig.to_bytes()).as_str()) {
+            problems.push(format!(
+                "{OWNERSHIP_SIG}: is not the signature file the last signed audit entry (seq {}) commits to (edited outside clan-nats)",
+                last.seq
+            ));
+        }
+        problems
     }
 
     /// Re-sign the ownership record after a change.
@@ -227,6 +278,9 @@ mod tests {
     fn signed_record_and_tampering() {
         let op = KeyPair::new_operator();
         let mut g = Governance::init("github:alice", "Alice", "age1xyz", &op, 100);
+        g.record(&op, 100, "github:alice", "init", serde_json::json!({}), b"{}");
+        assert!(g.commitment_problems(b"{}").is_empty());
+        assert_eq!(g.commitment_problems(b"{ }").len(), 1);
         assert!(g.check(&op.public_key()).is_empty(), "{:?}", g.check(&op.public_key()));
         g.ownership.owner_id = "github:mallory".into();
         let p = g.check(&op.public_key());

@@ -2,6 +2,7 @@
 //! whole tree ([`tree`]).
 
 pub mod layout;
+pub mod pin;
 pub mod tree;
 
 pub use layout::{key_path, Format, Layout, MANIFEST, SERVER_CONF, SERVER_JSON};

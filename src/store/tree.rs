@@ -103,13 +103,22 @@ fn parent_of(dir: &Utf8Path) -> Utf8PathBuf {
     }
 }
 
-/// Remove what a killed run left beside `dir`.
+/// Remove what a killed run left beside `dir`. Only directories this user
+/// owns are ours: anything else with a matching name (another user's, or a
+/// file) is left alone, never a reason to fail.
 pub fn clean_leftovers(dir: &Utf8Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
     let parent = parent_of(dir);
     let prefix = temp_prefix(dir);
     let Ok(entries) = fs::read_dir(&parent) else { return Ok(()) };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
     for e in entries.flatten() {
         if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
+            if !ours {
+                continue;
+            }
             let p = e.path();
             fs::remove_dir_all(&p)
                 .map_err(|source| StoreError::Io { path: Utf8PathBuf::from(p.to_string_lossy().as_ref()), source })?;

@@ -46,8 +46,31 @@ pub fn require(tool: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// The trust pins of this test binary's "machine" (see `store::pin`): one file
+/// in a temporary directory, so no test touches the real home directory (the
+/// Nix build has none) and every store a test creates is pinned there.
+pub fn pins_file() -> PathBuf {
+    static STATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().join("pins.json")
+}
+
+/// `clan-nats` with this test binary's pin file.
+pub fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("CLAN_NATS_PINS", pins_file()).env_remove("XDG_STATE_HOME");
+    c
+}
+
+/// `clan-nats` with a pin file of its own: for a test that restores copies of
+/// a store (which the shared pins would rightly call a rollback).
+pub fn bin_pinned(pins: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("CLAN_NATS_PINS", pins).env_remove("XDG_STATE_HOME");
+    c
+}
+
 pub fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("clan-nats runs")
+    bin().args(args).output().expect("clan-nats runs")
 }
 
 /// The arguments of `clan-nats generate` (owned, for spawning and killing too).
@@ -67,7 +90,7 @@ pub fn generate_args(config: &Path, dir: &Path, identity: &Path) -> Vec<String> 
 
 /// `clan-nats generate` with extra arguments, whatever its outcome.
 pub fn try_generate(config: &Path, dir: &Path, identity: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN).args(generate_args(config, dir, identity)).args(extra).output().expect("clan-nats runs")
+    bin().args(generate_args(config, dir, identity)).args(extra).output().expect("clan-nats runs")
 }
 
 /// `clan-nats generate`, asserting success.
