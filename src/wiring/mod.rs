@@ -29,6 +29,16 @@ use crate::config::{Config, FlowType, Issue, Wiring as Mode, SERVICE_ROLE};
 use crate::plan;
 use subject::{contains, intersect, is_plumbing, merge, overlaps};
 
+use crate::config::validate::{MAX_SUBJECT, MAX_TEXT};
+
+/// `subject_problem`, plus the length limit of permission subjects.
+fn subject_problem(s: &str) -> Option<String> {
+    if s.len() > MAX_SUBJECT {
+        return Some(format!("{} bytes is longer than the limit of {MAX_SUBJECT} bytes for a subject", s.len()));
+    }
+    crate::config::subject::subject_problem(s)
+}
+
 /// Where a flow comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,9 +186,19 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
         let account = &accounts[i];
         for (j, e) in unit.nats_exports.iter().enumerate() {
             let at = format!("organizational_units[{i}].nats_exports[{j}]");
-            if let Some(p) = crate::config::subject::subject_problem(&e.subject) {
+            if let Some(p) = subject_problem(&e.subject) {
                 issues.push(issue(format!("{at}.subject"), p));
                 continue;
+            }
+            if let Some(d) = e.description.as_deref().filter(|d| d.len() > MAX_TEXT || d.chars().any(char::is_control))
+            {
+                issues.push(issue(
+                    format!("{at}.description"),
+                    format!(
+                        "{} bytes: at most {MAX_TEXT} bytes without control characters (it goes into the account JWT)",
+                        d.len()
+                    ),
+                ));
             }
             let mine = users.iter().filter(|u| &u.account == account);
             let able = match e.kind {
@@ -255,7 +275,7 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
                 ));
                 continue;
             }
-            if let Some(p) = crate::config::subject::subject_problem(&d.subject) {
+            if let Some(p) = subject_problem(&d.subject) {
                 issues.push(issue(format!("{at}.subject"), p));
                 continue;
             }
@@ -275,7 +295,7 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
                 continue;
             }
             if let Some(l) = &d.local_subject {
-                if let Some(p) = crate::config::subject::subject_problem(l) {
+                if let Some(p) = subject_problem(l) {
                     issues.push(issue(format!("{at}.local_subject"), p));
                     continue;
                 }
