@@ -190,15 +190,13 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
                 issues.push(issue(format!("{at}.subject"), p));
                 continue;
             }
-            if let Some(d) = e.description.as_deref().filter(|d| d.len() > MAX_TEXT || d.chars().any(char::is_control))
-            {
-                issues.push(issue(
-                    format!("{at}.description"),
-                    format!(
-                        "{} bytes: at most {MAX_TEXT} bytes without control characters (it goes into the account JWT)",
-                        d.len()
-                    ),
-                ));
+            if let Some(d) = e.description.as_deref() {
+                if d.len() > MAX_TEXT {
+                    let m = format!("{} bytes is longer than the limit of {MAX_TEXT} bytes for this field", d.len());
+                    issues.push(issue(format!("{at}.description"), m));
+                } else if d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                    issues.push(issue(format!("{at}.description"), "contains control characters"));
+                }
             }
             let mine = users.iter().filter(|u| &u.account == account);
             let able = match e.kind {
