@@ -236,9 +236,9 @@ pub fn interop_python() -> PathBuf {
     interop_tool("python")
 }
 
-/// Debian's nats-server, checked by its version output.
+/// Debian's nats-server (`CLAN_NATS_SERVER_2_9_10` overrides the path), checked by its version output.
 pub fn debian_nats_server() -> PathBuf {
-    let bin = require("nats-server");
+    let bin = std::env::var_os("CLAN_NATS_SERVER_2_9_10").map(PathBuf::from).unwrap_or_else(|| require("nats-server"));
     let out = Command::new(&bin).arg("--version").output().expect("nats-server --version runs");
     let v = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(v.contains("v2.9.10"), "{} is not Debian's nats-server 2.9.10: {v}", bin.display());
