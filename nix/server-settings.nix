@@ -125,10 +125,15 @@ rec {
     if problems != [ ] then
       throw "clan-nats: server.json: ${builtins.concatStringsSep "; " problems}"
     else
-      merge {
-        operator = serverJson.operator;
-        system_account = serverJson.system_account;
-        resolver = resolverFor { inherit resolver dataDir; };
-        resolver_preload = preloadFor { inherit serverJson resolver; };
-      } extra;
+      merge (
+        {
+          operator = serverJson.operator;
+          system_account = serverJson.system_account;
+          resolver = resolverFor { inherit resolver dataDir; };
+          resolver_preload = preloadFor { inherit serverJson resolver; };
+        }
+        # The largest payload any user may send (server.json of clan-nats >= issue 10):
+        # the server's limit caps every user, so it must be at least that.
+        // (if serverJson ? max_payload then { inherit (serverJson) max_payload; } else { })
+      ) extra;
 }

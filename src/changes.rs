@@ -16,6 +16,8 @@ pub struct ChangeSet {
     /// One line per change, e.g. `user core/person-service re-issued: permissions changed`.
     pub accounts: Vec<String>,
     pub users: Vec<String>,
+    /// Flows between accounts added or removed.
+    pub flows: Vec<String>,
     /// `host:nats1 gains 2 file(s)`, `admin-1 loses 36 file(s)`.
     pub recipients: Vec<String>,
     /// Files added, changed or removed (paths), for the count.
@@ -40,6 +42,7 @@ impl ChangeSet {
         for (title, lines) in [
             ("accounts", &self.accounts),
             ("users", &self.users),
+            ("flows between accounts", &self.flows),
             ("who can decrypt", &self.recipients),
             ("kills deployed credentials", &self.destructive),
             ("next steps", &self.next_steps),
@@ -72,6 +75,7 @@ pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, ro
         let users: usize = new.accounts.iter().map(|a| a.users.len()).sum();
         c.accounts.push(format!("{} account(s) created (a new store)", new.accounts.len()));
         c.users.push(format!("{users} user(s) created"));
+        c.flows.extend(new.flows.iter().map(|f| format!("new flow: {}", f.describe())));
         c.next_steps.push(servers_step(new, "configure them with server/nats-server.conf (or the NixOS module)"));
         return c;
     };
@@ -112,6 +116,10 @@ pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, ro
     if om.operator.public_key == new.operator.public_key && changed(&new.operator.jwt) {
         c.accounts.push("operator re-issued (signing keys or system account changed)".into());
     }
+
+    let (added, gone) = crate::wiring::diff(&om.flows, &new.flows);
+    c.flows.extend(added.iter().map(|f| format!("new flow: {}", f.describe())));
+    c.flows.extend(gone.iter().map(|f| format!("removed flow: {}", f.describe())));
 
     // Users.
     let users = |m: &Manifest| -> BTreeMap<(String, String), UserEntry> {

@@ -174,6 +174,9 @@ pub enum Command {
         dir: Utf8PathBuf,
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
+        /// Show the flows between accounts: who can hear whom.
+        #[arg(long)]
+        flows: bool,
     },
     /// The secrets of a store.
     Vault {
@@ -474,7 +477,8 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             Ok(())
         }
         Command::Team { command } => team(command, pins, json, out),
-        Command::Info { dir, identity } => info(&dir, identity.as_deref(), pins, json, out),
+        Command::Info { dir, flows: true, .. } => flows_info(&dir, pins, json, out),
+        Command::Info { dir, identity, .. } => info(&dir, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
     };
     done.map(|()| 0)
@@ -500,6 +504,10 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
     for c in &o.recipient_changes {
         eprintln!("clan-nats: {c}");
     }
+    let (added, removed) = crate::wiring::diff(&o.flows_before, &o.plan.wiring.flows);
+    for w in &o.plan.wiring.warnings {
+        eprintln!("clan-nats: warning: {w}");
+    }
     if json {
         let v = json!({
             "dir": dir,
@@ -513,6 +521,9 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             "removed": o.report.removed,
             "recipient_changes": o.recipient_changes,
             "next_steps": o.changes.next_steps,
+            "flows_added": added,
+            "flows_removed": removed,
+            "warnings": o.plan.wiring.warnings,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
@@ -531,12 +542,28 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             o.plan.accounts.len(),
             users
         )?;
+        for f in &added {
+            writeln!(out, "new flow: {}", f.describe())?;
+        }
+        for f in &removed {
+            writeln!(out, "removed flow: {}", f.describe())?;
+        }
         if o.report.swapped && !o.changes.next_steps.is_empty() {
             writeln!(out, "next steps:")?;
             for s in &o.changes.next_steps {
                 writeln!(out, "  {s}")?;
             }
         }
+    }
+    Ok(())
+}
+
+fn flows_info(dir: &Utf8Path, pins: &Pins, json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let (_, _, m) = read_trusted(dir, pins)?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&crate::wiring::show::json(&m)).expect("json"))?;
+    } else {
+        write!(out, "{}", crate::wiring::show::text(&m))?;
     }
     Ok(())
 }

@@ -19,3 +19,4 @@ pub mod store;
 pub mod trust;
 pub mod vault;
 pub mod verify;
+pub mod wiring;

@@ -25,6 +25,9 @@ pub struct Manifest {
     /// The unit tree (who covers what for specialists).
     #[serde(default)]
     pub units: Vec<crate::plan::UnitPlan>,
+    /// Every flow between accounts ([`crate::wiring`]), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<crate::wiring::Flow>,
     pub hosts: Vec<HostEntry>,
     /// Recipient name → recipient (`owner`, `admin-N`, `host:<name>`).
     pub recipients: BTreeMap<String, String>,

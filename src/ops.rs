@@ -59,6 +59,8 @@ pub struct Outcome {
     pub recipient_changes: Vec<String>,
     /// What changed (or, in a dry run, would change), and what must happen next.
     pub changes: crate::changes::ChangeSet,
+    /// The flows between accounts before this run (the new ones are in `plan.wiring`).
+    pub flows_before: Vec<crate::wiring::Flow>,
 }
 
 /// The recipients (by name) added, removed or changed from one manifest to the next.
@@ -163,6 +165,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         r.check(&plan).map_err(Error::Usage)?;
     }
     let mut existing = Existing::from_tree(old_tree)?;
+    let flows_before = existing.manifest.as_ref().map(|m| m.flows.clone()).unwrap_or_default();
     let gov = Governance::from_tree(&existing.tree)?;
     let admins: Vec<String> = match &req.admins {
         Some(a) => a.clone(),
@@ -303,6 +306,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         owner_recipient: identity.recipients[0].clone(),
         recipient_changes,
         changes,
+        flows_before,
     };
     if req.dry_run {
         return Ok(outcome(WriteReport::default()));
@@ -596,6 +600,7 @@ pub fn init(
         },
         accounts: vec![],
         units: vec![],
+        flows: vec![],
         hosts: vec![],
         recipients: [("owner".to_string(), owner.text.clone())].into_iter().collect(),
         keys,

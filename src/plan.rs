@@ -14,6 +14,14 @@ pub const SYSTEM_USER: &str = "sys";
 /// The default payload limit of a user without `nats_permissions`.
 pub const DEFAULT_PAYLOAD: i64 = 1024 * 1024;
 
+impl Plan {
+    /// The server's `max_payload`: the largest payload any user may send (the
+    /// server's limit caps every user), at least the server default of 1 MiB.
+    pub fn max_payload(&self) -> i64 {
+        self.accounts.iter().flat_map(|a| &a.users).map(|u| u.payload).fold(DEFAULT_PAYLOAD, i64::max)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub operator: String,
@@ -27,6 +35,8 @@ pub struct Plan {
     pub owner_name: Option<String>,
     /// Every unit with its parent and account, in config order.
     pub units: Vec<UnitPlan>,
+    /// Exports and imports between accounts ([`crate::wiring`]).
+    pub wiring: crate::wiring::Wiring,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -260,6 +270,7 @@ pub fn plan(c: &Config) -> Plan {
             .zip(&unit_account)
             .map(|(u, a)| UnitPlan { name: u.name.clone(), parent: u.parent.clone(), account: a.clone() })
             .collect(),
+        wiring: crate::wiring::derive(c).expect("validated config wires"),
     }
 }
 

@@ -125,6 +125,7 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, trusted: Option<&st
         );
     }
     server(tree, &layout, &op, &preload, r);
+    r.problems.extend(crate::wiring::verify::store(tree, &m, &layout, &preload));
     keys(tree, &m, identity, r);
 }
 

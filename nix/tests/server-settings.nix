@@ -120,6 +120,21 @@ import ./harness.nix {
     expected = "/srv/nats/jwt";
   };
 
+  "max_payload of server.json is passed through, and extra still wins" = {
+    expr = {
+      passed = (s.settings { serverJson = serverJson // { max_payload = 10485760; }; }).max_payload;
+      overridden =
+        (s.settings {
+          serverJson = serverJson // { max_payload = 10485760; };
+          extra.max_payload = 2097152;
+        }).max_payload;
+    };
+    expected = {
+      passed = 10485760;
+      overridden = 2097152;
+    };
+  };
+
   "extra settings are merged last, recursively" = {
     expr =
       let

@@ -135,6 +135,12 @@ fn positional_struct(text: &str) -> Option<String> {
         if array(limits.and_then(|l| l.get("jetstream"))) {
             return Some(format!("{at}.nats_limits.jetstream"));
         }
+        for list in ["nats_exports", "nats_imports"] {
+            let items = u.get(list).and_then(Value::as_array).into_iter().flatten().enumerate();
+            if let Some((j, _)) = items.into_iter().find(|(_, e)| e.is_array()) {
+                return Some(format!("{at}.{list}[{j}]"));
+            }
+        }
     }
     for (i, p) in list("service_people") {
         if p.is_array() {
@@ -213,6 +219,14 @@ mod tests {
                 "service_people[0].nats_permissions",
             ),
             (r#"{"organization": {"name": "a"}, "hosts": [["h", "age1x"]]}"#, "hosts[0]"),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_exports": [["a.>", "stream"]]}]}"#,
+                "organizational_units[0].nats_exports[0]",
+            ),
+            (
+                r#"{"organization": {"name": "a"}, "organizational_units": [{"name": "U", "nats_imports": [{"from_unit": "V", "subject": "a", "type": "stream"}, ["V", "a", "stream"]]}]}"#,
+                "organizational_units[0].nats_imports[1]",
+            ),
         ];
         for (text, path) in cases {
             let e = err(text);

@@ -26,6 +26,66 @@ pub struct Config {
     pub hosts: Vec<Host>,
     #[serde(default)]
     pub owner: Option<Owner>,
+    /// How accounts are wired to each other: `derived` (default) or `explicit`.
+    #[serde(default)]
+    pub nats_wiring: Option<Wiring>,
+}
+
+/// `derived`: exports/imports follow from the permissions (plus any declared);
+/// `explicit`: only the declared `nats_exports`/`nats_imports`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wiring {
+    #[default]
+    Derived,
+    Explicit,
+}
+
+/// `stream` (events, one way) or `service` (request/reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowType {
+    Stream,
+    Service,
+}
+
+impl FlowType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowType::Stream => "stream",
+            FlowType::Service => "service",
+        }
+    }
+}
+
+/// A declared export of a unit (`nats_exports[]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportDecl {
+    pub subject: String,
+    #[serde(rename = "type")]
+    pub kind: FlowType,
+    /// `Singleton` (default), `Stream` or `Chunked`; services only.
+    #[serde(default)]
+    pub response_type: Option<String>,
+    /// Public: any account may import it without an activation token.
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A declared import of a unit (`nats_imports[]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportDecl {
+    pub from_unit: String,
+    pub subject: String,
+    #[serde(rename = "type")]
+    pub kind: FlowType,
+    /// The subject in the importing account, if it differs.
+    #[serde(default)]
+    pub local_subject: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +114,10 @@ pub struct Unit {
     pub parent: Option<String>,
     #[serde(default)]
     pub nats_limits: Option<Limits>,
+    #[serde(default)]
+    pub nats_exports: Vec<ExportDecl>,
+    #[serde(default)]
+    pub nats_imports: Vec<ImportDecl>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

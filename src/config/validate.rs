@@ -125,6 +125,10 @@ pub fn validate(c: &Config) -> Vec<Issue> {
         namespaces(c, &mut v);
     }
     hosts(c, &mut v);
+    if v.0.is_empty() {
+        // Wiring needs the rest to be valid (units, permissions).
+        v.0.extend(crate::wiring::derive(c).err().unwrap_or_default());
+    }
     if let Some(owner) = &c.owner {
         v.text("owner.id".into(), owner.id.as_deref(), MAX_TEXT);
         v.text("owner.name".into(), owner.name.as_deref(), MAX_TEXT);

