@@ -318,8 +318,16 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
             destructive.join("\n  ")
         )));
     }
+    // A new store is pinned before it is written (a run killed in between leaves
+    // a pin of nothing, harmless); an existing one after (a run killed in between
+    // leaves the pin behind the store's head, which a later run sees as an extension).
+    if verified.is_none() {
+        trust::advance(req.pins, req.dir, &tree)?;
+    }
     let report = store::write_tree(req.dir, &tree, &existing.tree)?;
-    trust::advance(req.pins, req.dir, &tree)?;
+    if verified.is_some() {
+        trust::advance(req.pins, req.dir, &tree)?;
+    }
     trace.mark("write");
     Ok(outcome(report))
 }
@@ -612,8 +620,9 @@ pub fn init(
     let details = serde_json::json!({"org_id": g.ownership.org_id, "owner_recipient": owner.text});
     g.record(&op, now, owner_id, "init", details, &tree[MANIFEST]);
     tree.extend(g.to_files());
-    store::write_tree(dir, &tree, &old)?;
+    // Pinned before it is written: see `reconcile`.
     trust::advance(pins, dir, &tree)?;
+    store::write_tree(dir, &tree, &old)?;
     Ok((created, owner.text))
 }
 

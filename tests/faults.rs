@@ -107,7 +107,10 @@ fn a_full_disk_fails_cleanly_and_keeps_the_existing_store() {
     // A store that fits (the example: about 60 files), then one that does not, into the same DIR.
     generate(&example(), &store, &key);
     let before = snapshot(&store);
-    let out = run_args(&generate_args(&big, &store, &key));
+    // (It replaces every account, which needs --yes.)
+    let mut args = generate_args(&big, &store, &key);
+    args.push("--yes".into());
+    let out = run_args(&args);
     assert_failed_with(&out, "No space left on device", &mnt);
     assert!(snapshot(&store) == before, "the existing store must be byte-identical after a failed write");
     assert_verifies(&store, &key);
