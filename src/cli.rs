@@ -43,8 +43,8 @@ pub struct StoreArgs {
     /// The organization config (JSON; the cim-keys clan-bootstrap format).
     #[arg(long)]
     pub config: Utf8PathBuf,
-    /// The store directory.
-    #[arg(long, alias = "dir")]
+    /// The store directory (`--out` is an alias).
+    #[arg(long = "dir", alias = "out", value_name = "DIR")]
     pub out: Utf8PathBuf,
     /// The owner's age identity; created (mode 0600) if missing and DIR holds no store yet.
     #[arg(long)]
@@ -72,8 +72,8 @@ pub struct StoreArgs {
 /// An existing store and the identity acting on it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DirArgs {
-    /// The store directory.
-    #[arg(long, alias = "out")]
+    /// The store directory (`--out` is an alias).
+    #[arg(long, alias = "out", value_name = "DIR")]
     pub dir: Utf8PathBuf,
     /// The acting identity (the owner's for anything that changes the store).
     #[arg(long)]
@@ -106,7 +106,8 @@ pub enum Command {
     /// Check signatures, the operator → account → user chain, the layout, every
     /// sha256, governance and recipients; with an identity, decrypt and check every secret.
     Verify {
-        dir: Utf8PathBuf,
+        #[command(flatten)]
+        dir: ReadDir,
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
         /// The operator public key (O…) to check against; default: this machine's pin
@@ -170,8 +171,8 @@ pub enum Command {
     },
     /// The store's organization and the role of an identity in it.
     Info {
-        #[arg(long)]
-        dir: Utf8PathBuf,
+        #[command(flatten)]
+        dir: ReadDir,
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
         /// Show the flows between accounts: who can hear whom.
@@ -183,6 +184,51 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// List the accounts, users, hosts or flows of a store (like `nsc list`).
+    #[command(
+        after_help = "Examples:\n  clan-nats list users --dir store\n  clan-nats list accounts --dir store --json"
+    )]
+    List {
+        /// What to list.
+        #[arg(value_enum)]
+        what: crate::show::Listing,
+        #[command(flatten)]
+        dir: ReadDir,
+    },
+    /// One user or account in full: permissions, limits, hosts, who can read
+    /// its creds, keys, issue time, revocations (like `nsc describe`).
+    #[command(
+        after_help = "Examples:\n  clan-nats describe user media-svc --dir store\n  clan-nats describe account Media --dir store --json"
+    )]
+    Describe {
+        /// What to describe.
+        #[arg(value_enum)]
+        what: crate::show::Entity,
+        /// The user's or account's name.
+        name: String,
+        #[command(flatten)]
+        dir: ReadDir,
+    },
+}
+
+/// A store that is only read: `--dir DIR` (or `--out DIR`, or DIR as the last argument).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReadDir {
+    /// The store directory.
+    #[arg(long = "dir", alias = "out", value_name = "DIR")]
+    flag: Option<Utf8PathBuf>,
+    /// The store directory (same as --dir).
+    #[arg(value_name = "DIR", conflicts_with = "flag")]
+    positional: Option<Utf8PathBuf>,
+}
+
+impl ReadDir {
+    pub fn path(&self) -> Result<&Utf8Path, Error> {
+        self.flag
+            .as_deref()
+            .or(self.positional.as_deref())
+            .ok_or_else(|| Error::Usage("name the store: --dir DIR".into()))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,8 +309,8 @@ pub enum TeamCommand {
     },
     /// List the team, removed members included.
     List {
-        #[arg(long)]
-        dir: Utf8PathBuf,
+        #[command(flatten)]
+        dir: ReadDir,
     },
     /// Remove a specialist: kept in the history as inactive, creds re-encrypted without them.
     Remove {
@@ -282,8 +328,8 @@ pub enum TeamCommand {
 pub enum VaultCommand {
     /// Every secret and who (by name) can decrypt it.
     Status {
-        #[arg(long)]
-        dir: Utf8PathBuf,
+        #[command(flatten)]
+        dir: ReadDir,
     },
     /// Print a seed to stdout (owner only): operator, operator-signing,
     /// account:NAME, account-signing:NAME, user:NAME, or a public key.
@@ -416,7 +462,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             return print_plan(&outcome, json, detailed_exitcode, out);
         }
         Command::Verify { dir, identity, operator } => {
-            verify_cmd(&dir, identity.as_deref(), operator.as_deref(), pins, json, out)
+            verify_cmd(dir.path()?, identity.as_deref(), operator.as_deref(), pins, json, out)
         }
         Command::Trust { dir, operator, replace } => trust_cmd(&dir, &operator, replace, pins, json, out),
         Command::Rotate { target } => {
@@ -477,9 +523,29 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             Ok(())
         }
         Command::Team { command } => team(command, pins, json, out),
-        Command::Info { dir, flows: true, .. } => flows_info(&dir, pins, json, out),
-        Command::Info { dir, identity, .. } => info(&dir, identity.as_deref(), pins, json, out),
+        Command::Info { dir, flows: true, .. } => flows_info(dir.path()?, pins, json, out),
+        Command::Info { dir, identity, .. } => info(dir.path()?, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
+        Command::List { what, dir } => {
+            let (_, _, m) = read_trusted(dir.path()?, pins)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&crate::show::list(&m, what)).expect("json"))?;
+            } else {
+                write!(out, "{}", crate::show::list_text(&m, what))?;
+            }
+            Ok(())
+        }
+        Command::Describe { what, name, dir } => {
+            let (tree, g, m) = read_trusted(dir.path()?, pins)?;
+            let v = crate::show::describe(&tree, &m, Some(&g), what, &name)
+                .map_err(|e| Error::Usage(format!("{}: {e}", dir.path().expect("read above"))))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
+            } else {
+                write!(out, "{}", crate::show::describe_text(&v))?;
+            }
+            Ok(())
+        }
     };
     done.map(|()| 0)
 }
@@ -679,7 +745,7 @@ fn team(command: TeamCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) 
             Ok(())
         }
         TeamCommand::List { dir } => {
-            let (_, g, _) = read_trusted(&dir, pins)?;
+            let (_, g, _) = read_trusted(dir.path()?, pins)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&g.ownership.team_members).expect("json"))?;
             } else {
@@ -788,8 +854,18 @@ fn info(
         writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
     } else {
         writeln!(out, "clan-nats {}", env!("CARGO_PKG_VERSION"))?;
-        writeln!(out, "organization: {}", serde_json::to_string(&org).expect("json"))?;
-        writeln!(out, "user_role: {role}")?;
+        writeln!(out, "organization: {} (org id {})", m.operator.name, g.ownership.org_id)?;
+        writeln!(out, "operator: {}", m.operator.public_key)?;
+        writeln!(out, "owner: {} ({})", g.ownership.owner_name, g.ownership.owner_id)?;
+        writeln!(out, "team members: {} active", g.active().count())?;
+        writeln!(
+            out,
+            "accounts: {}, users: {}, hosts: {}",
+            m.accounts.len(),
+            m.accounts.iter().map(|a| a.users.len()).sum::<usize>(),
+            m.hosts.len()
+        )?;
+        writeln!(out, "your role: {role}")?;
     }
     Ok(())
 }
@@ -797,18 +873,12 @@ fn info(
 fn vault(command: VaultCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     match command {
         VaultCommand::Status { dir } => {
-            let (_, _, m) = read_trusted(&dir, pins)?;
+            let (_, g, m) = read_trusted(dir.path()?, pins)?;
+            let v = crate::show::vault_status(&m, Some(&g));
             if json {
-                let v: Vec<_> = m
-                    .secrets
-                    .iter()
-                    .map(|(p, s)| json!({"path": p, "kind": s.kind, "readers": s.recipients}))
-                    .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&v).expect("json"))?;
             } else {
-                for (p, s) in &m.secrets {
-                    writeln!(out, "{p}\t{}\t{}", s.kind, s.recipients.join(", "))?;
-                }
+                write!(out, "{}", crate::show::vault_status_text(&v))?;
             }
             Ok(())
         }

@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod nsc;
 pub mod ops;
 pub mod plan;
+pub mod show;
 pub mod store;
 pub mod trust;
 pub mod vault;

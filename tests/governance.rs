@@ -351,7 +351,7 @@ fn the_owner_can_request_a_key_and_it_is_audited() {
     let status = run(&["vault", "status", "--dir", org.dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
-        text.lines().any(|l| l.contains("person-service.creds.age") && l.contains("host:core1, host:nats1, owner")),
+        text.lines().any(|l| l.contains("person-service.creds.age") && l.contains("host:core1,host:nats1,owner (")),
         "{text}"
     );
 }
