@@ -34,11 +34,11 @@ config="$work/big.json"
 export CLAN_NATS_PINS="$work/pins.json"
 store="$work/store"
 key="$work/owner.key"
-"$bin" generate --config "$config" --out "$store" --identity "$key" >/dev/null || exit 1
+"$bin" generate --config "$config" --out "$store" --identity "$key" --new-identity >/dev/null || exit 1
 
 ms() { date +%s%3N; }
 # How long each kind of run takes, to spread the kills over it (and a bit past it).
-t0=$(ms); "$bin" generate --config "$config" --out "$work/probe" --identity "$work/probe.key" >/dev/null; t1=$(ms)
+t0=$(ms); "$bin" generate --config "$config" --out "$work/probe" --identity "$work/probe.key" --new-identity >/dev/null; t1=$(ms)
 gen_ms=$((t1 - t0))
 cp -a "$store" "$work/probe2"
 # A copy changed on its own is a fork of the same organization: give it pins of its own.
@@ -57,7 +57,7 @@ for i in $(seq 1 "$n"); do
   case $kind in
     0) # a first generate into a new DIR
       dir="$work/fresh$i" k="$work/fresh$i.key"
-      args=(generate --config "$config" --out "$dir" --identity "$k") span=$gen_ms ;;
+      args=(generate --config "$config" --out "$dir" --identity "$k" --new-identity) span=$gen_ms ;;
     1) args=(rotate account "u$((RANDOM % 8))" --config "$config" --out "$store" --identity "$key") span=$rot_ms dir=$store k=$key ;;
     2) args=(rotate user "svc$((RANDOM % 320))-service" --config "$config" --out "$store" --identity "$key") span=$rot_ms dir=$store k=$key ;;
     3) args=(rotate operator-signing-key --config "$config" --out "$store" --identity "$key") span=$rot_ms dir=$store k=$key ;;
@@ -82,7 +82,7 @@ for i in $(seq 1 "$n"); do
   fi
   if [ "$kind" = 0 ]; then
     # The next run completes (the killed one may have left an identity and no store).
-    if ! out=$("$bin" generate --config "$config" --out "$dir" --identity "$k" 2>&1); then ok=0; fail "$i" "re-run: $out"; fi
+    if ! out=$("$bin" generate --config "$config" --out "$dir" --identity "$k" --new-identity 2>&1); then ok=0; fail "$i" "re-run: $out"; fi
     rm -rf "$dir" "$k"
   fi
   [ "$ok" = 1 ] && passed=$((passed + 1))

@@ -71,6 +71,7 @@ fn run(bin: &Path, config: &Path, dir: &Path, key: &Path) -> RunResult {
         .arg(dir)
         .arg("--identity")
         .arg(key)
+        .arg("--new-identity")
         .stdout(out_file)
         .spawn()
         .unwrap();

@@ -46,9 +46,15 @@ pub struct StoreArgs {
     /// The store directory (`--out` is an alias).
     #[arg(long = "dir", alias = "out", value_name = "DIR")]
     pub out: Utf8PathBuf,
-    /// The owner's age identity; created (mode 0600) if missing and DIR holds no store yet.
-    #[arg(long)]
+    /// The owner's age identity (or ssh ed25519 key). Default: $CLAN_NATS_IDENTITY, else the
+    /// first that exists of ~/.config/clan-nats/identity.txt, $SOPS_AGE_KEY_FILE,
+    /// ~/.config/sops/age/keys.txt, ~/.ssh/id_ed25519.
+    #[arg(long, env = "CLAN_NATS_IDENTITY", default_value_t = default_identity(), hide_default_value = true, hide_env_values = true)]
     pub identity: Utf8PathBuf,
+    /// Create the owner identity (mode 0600) if the --identity file does not exist
+    /// (only for a new store; never creates directories).
+    #[arg(long)]
+    pub new_identity: bool,
     /// An admin recipient (age1… or ssh-ed25519 …) that can read everything the owner can.
     /// Given: the store's admins become exactly these. Not given: the store's admins are kept.
     #[arg(long = "recipient", value_name = "R")]
@@ -76,7 +82,9 @@ pub struct DirArgs {
     #[arg(long, alias = "out", value_name = "DIR")]
     pub dir: Utf8PathBuf,
     /// The acting identity (the owner's for anything that changes the store).
-    #[arg(long)]
+    /// Default: $CLAN_NATS_IDENTITY, else the first that exists of
+    /// ~/.config/clan-nats/identity.txt, $SOPS_AGE_KEY_FILE, ~/.config/sops/age/keys.txt, ~/.ssh/id_ed25519.
+    #[arg(long, env = "CLAN_NATS_IDENTITY", default_value_t = default_identity(), hide_default_value = true, hide_env_values = true)]
     pub identity: Utf8PathBuf,
     /// The config to reconcile with; default: the one the store was generated from.
     #[arg(long)]
@@ -184,6 +192,17 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Print a shell completion script to standard output.
+    #[command(
+        after_help = "Examples:\n  clan-nats completions bash > ~/.local/share/bash-completion/completions/clan-nats\n  clan-nats completions zsh > \"${fpath[1]}/_clan-nats\""
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    #[command(after_help = "Example:\n  clan-nats man | man -l -")]
+    Man,
     /// List the accounts, users, hosts or flows of a store (like `nsc list`).
     #[command(
         after_help = "Examples:\n  clan-nats list users --dir store\n  clan-nats list accounts --dir store --json"
@@ -209,6 +228,16 @@ pub enum Command {
         #[command(flatten)]
         dir: ReadDir,
     },
+}
+
+/// Shells `completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
 }
 
 /// A store that is only read: `--dir DIR` (or `--out DIR`, or DIR as the last argument).
@@ -291,6 +320,7 @@ pub enum TeamCommand {
     },
     /// Answer an invitation on your own machine: prints a join request for the owner.
     Join {
+        /// The invitation: `-` reads it from standard input, `@FILE` from a file.
         #[arg(long)]
         token: String,
         /// Your age identity; created (mode 0600) if missing.
@@ -299,6 +329,7 @@ pub enum TeamCommand {
     },
     /// Accept a join request (owner only) after confirming the requester's fingerprint.
     Accept {
+        /// The join request: `-` reads it from standard input, `@FILE` from a file.
         #[arg(long)]
         request: String,
         /// The fingerprint the requester read to you; without it, you are asked interactively.
@@ -338,6 +369,31 @@ pub enum VaultCommand {
         #[command(flatten)]
         dir: DirArgs,
     },
+}
+
+/// The identity used when none is given: the first file that exists of
+/// clan-nats' own default, sops' (`$SOPS_AGE_KEY_FILE`, its default path) and
+/// agenix's (`~/.ssh/id_ed25519`); clan-nats' own path when none does.
+pub fn default_identity() -> Utf8PathBuf {
+    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    let config = std::env::var("XDG_CONFIG_HOME")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| home.as_ref().map(|h| format!("{h}/.config")));
+    let own = config.as_ref().map(|c| format!("{c}/clan-nats/identity.txt"));
+    let candidates = [
+        own.clone(),
+        std::env::var("SOPS_AGE_KEY_FILE").ok().filter(|p| !p.is_empty()),
+        config.as_ref().map(|c| format!("{c}/sops/age/keys.txt")),
+        home.as_ref().map(|h| format!("{h}/.ssh/id_ed25519")),
+    ];
+    candidates
+        .iter()
+        .flatten()
+        .find(|p| Utf8Path::new(p).is_file())
+        .or(own.as_ref())
+        .map(Utf8PathBuf::from)
+        .unwrap_or_else(|| Utf8PathBuf::from("identity.txt"))
 }
 
 /// The clock: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
@@ -395,6 +451,7 @@ fn request<'a>(
         pins,
         confirm,
         dry_run: false,
+        new_identity: false,
     }
 }
 
@@ -412,6 +469,7 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str, pins: &'a mut Pins, conf
         pins,
         confirm,
         dry_run: s.dry_run,
+        new_identity: s.new_identity,
     }
 }
 
@@ -440,6 +498,28 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
 
 fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     let json = cli.json;
+    // Commands that touch no store (and need no pins: they run in a Nix build).
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use clap_complete::Shell as S;
+            let shell = match *shell {
+                Shell::Bash => S::Bash,
+                Shell::Zsh => S::Zsh,
+                Shell::Fish => S::Fish,
+                Shell::Elvish => S::Elvish,
+                Shell::Powershell => S::PowerShell,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "clan-nats", out);
+            return Ok(0);
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(out)?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let pins_path = match cli.pins {
         Some(p) => p,
         None => store::pin::default_path()?,
@@ -526,6 +606,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Info { dir, flows: true, .. } => flows_info(dir.path()?, pins, json, out),
         Command::Info { dir, identity, .. } => info(dir.path()?, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
+        Command::Completions { .. } | Command::Man => unreachable!("handled before the pins are read"),
         Command::List { what, dir } => {
             let (_, _, m) = read_trusted(dir.path()?, pins)?;
             if json {
@@ -682,6 +763,7 @@ fn team(command: TeamCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) 
             Ok(())
         }
         TeamCommand::Join { token, identity } => {
+            let token = crate::input::secret_arg("--token", &token).map_err(Error::Usage)?;
             let (request, fp, invite, created) = ops::join(&token, &identity, now())?;
             if json {
                 let v = json!({"request": request, "fingerprint": fp, "operator": invite.operator, "org_id": invite.org_id, "identity_created": created});
@@ -726,6 +808,7 @@ fn team(command: TeamCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) 
                 std::io::stdin().read_line(&mut line)?;
                 Ok(governance::invite::same_fingerprint(line.trim(), fp))
             };
+            let request = crate::input::secret_arg("--request", &request).map_err(Error::Usage)?;
             let (outcome, invite) = ops::accept(&dir.dir, &request, &dir.identity, &mut confirm, now(), pins)?;
             if json {
                 writeln!(

@@ -63,4 +63,49 @@ impl Error {
             _ => 1,
         }
     }
+
+    /// A closed standard output (`clan-nats list users | head -1`): not an error.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    /// The error as `--json` prints it: `{"error": {...}}` with the message, the
+    /// exit code and, where the error has them, the file and its issues by field path.
+    pub fn to_json(&self) -> serde_json::Value {
+        let kind = match self {
+            Error::Config(_) => "config",
+            Error::Usage(_) => "usage",
+            Error::Denied(_) | Error::Generate(GenerateError::NotOwner { .. }) => "denied",
+            Error::Verify(_) => "verify",
+            Error::Untrusted { .. } => "untrusted",
+            Error::NotPinned { .. } => "not-pinned",
+            Error::Vault(_) => "vault",
+            Error::Governance(_) => "governance",
+            Error::Store(_) => "store",
+            Error::Nsc(_) => "nsc",
+            Error::Pins(_) | Error::Pin(_) => "pins",
+            Error::Generate(_) => "generate",
+            Error::Output(_) => "output",
+        };
+        let mut e = serde_json::json!({"kind": kind, "message": self.to_string(), "exit_code": self.exit_code()});
+        match self {
+            Error::Config(c) => {
+                e["file"] = c.file.to_string().into();
+                e["issues"] =
+                    c.issues.iter().map(|i| serde_json::json!({"path": i.path, "message": i.message})).collect();
+            }
+            Error::Verify(p) => e["problems"] = serde_json::json!(p),
+            Error::Untrusted { dir, problems } => {
+                e["dir"] = dir.clone().into();
+                e["problems"] = serde_json::json!(problems);
+            }
+            Error::NotPinned { dir, org_id, operator, .. } => {
+                e["dir"] = dir.clone().into();
+                e["org_id"] = org_id.clone().into();
+                e["operator"] = operator.clone().into();
+            }
+            _ => {}
+        }
+        serde_json::json!({ "error": e })
+    }
 }

@@ -46,6 +46,8 @@ pub struct Request<'a> {
     pub confirm: Confirm<'a>,
     /// Decide everything, write nothing (`plan`, `generate --dry-run`).
     pub dry_run: bool,
+    /// The owner identity may be created (a new store only): `--new-identity`.
+    pub new_identity: bool,
 }
 
 /// What a reconcile did.
@@ -107,11 +109,8 @@ impl Trace {
 fn config_of(req: &Request, existing: &Tree) -> Result<(Utf8PathBuf, Vec<u8>), Error> {
     match req.config {
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| config::ConfigError {
-                file: p.to_owned(),
-                issues: vec![config::Issue { path: String::new(), message: format!("cannot read: {e}") }],
-            })?;
-            Ok((p.to_owned(), bytes))
+            let bytes = crate::input::config_bytes(p)?;
+            Ok((crate::input::config_name(p).to_owned(), bytes))
         }
         None => existing
             .get(CONFIG)
@@ -126,12 +125,7 @@ fn parse_config(path: &Utf8Path, bytes: &[u8]) -> Result<config::Config, Error> 
         file: path.to_owned(),
         issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
     })?;
-    let cfg = config::parse(path, text)?;
-    let issues = config::validate::validate(&cfg);
-    if !issues.is_empty() {
-        return Err(config::ConfigError { file: path.to_owned(), issues }.into());
-    }
-    Ok(cfg)
+    Ok(config::parse_and_validate(path, text)?)
 }
 
 /// verify the store → validate → plan → reconcile with the verified store →
@@ -216,8 +210,21 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let (identity, created) = if req.dry_run && !req.identity.exists() && existing.manifest.is_none() {
         eprintln!("clan-nats: dry run: {} does not exist; planning with a throw-away identity", req.identity);
         (Identity::ephemeral(req.identity), false)
-    } else {
+    } else if req.identity.exists() {
+        (Identity::load(req.identity)?, false)
+    } else if req.new_identity {
+        if let Some(parent) = req.identity.parent().filter(|p| !p.as_str().is_empty() && !p.is_dir()) {
+            return Err(Error::Usage(format!(
+                "{}: directory {parent} does not exist (it is not created: check the path)",
+                req.identity
+            )));
+        }
         Identity::load_or_create(req.identity)?
+    } else {
+        return Err(Error::Usage(format!(
+            "{}: no such identity file; to start a new store with a new owner identity there, pass --new-identity (or run `clan-nats init`); to use an existing one, pass --identity FILE or set CLAN_NATS_IDENTITY",
+            req.identity
+        )));
     };
     announce(&identity, created);
 
@@ -743,6 +750,7 @@ pub fn accept(
         pins,
         confirm: &mut |_, _| Ok(false),
         dry_run: false,
+        new_identity: false,
     };
     let outcome = reconcile(
         r,

@@ -77,6 +77,29 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// What a creation killed before its last step left beside `path`
+/// (`.NAME.clan-nats-new-PID` of a process that is gone): removed, since it
+/// holds a secret key.
+fn remove_stale_new_identities(path: &Utf8Path) {
+    let Some(name) = path.file_name() else { return };
+    let prefix = format!(".{name}.clan-nats-new-");
+    let parent = path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = pid == std::process::id() as i32
+            || unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 impl Identity {
     /// Read an identity file: age identities (`AGE-SECRET-KEY-1…` lines) or an
     /// unencrypted OpenSSH ed25519 private key.
@@ -123,6 +146,7 @@ impl Identity {
     /// Load `path`, or create a new X25519 identity there (mode 0600, never
     /// overwriting). Returns the identity and whether it was created.
     pub fn load_or_create(path: &Utf8Path) -> Result<(Identity, bool), VaultError> {
+        remove_stale_new_identities(path);
         if path.exists() {
             return Ok((Identity::load(path)?, false));
         }
@@ -133,19 +157,32 @@ impl Identity {
             use age::secrecy::ExposeSecret;
             id.to_string().expose_secret().to_string()
         };
+        // Never `mkdir -p`: a mistyped directory is an error, not a new place for the key.
         if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|e| err(format!("cannot create directory: {e}")))?;
+            if !parent.is_dir() {
+                return Err(err(format!("directory {parent} does not exist (it is not created: check the path)")));
+            }
         }
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| err(format!("cannot create identity: {e}")))?;
-        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(|e| err(e.to_string()))?;
-        writeln!(f, "# clan-nats owner identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}")
-            .and_then(|_| f.sync_all())
-            .map_err(|e| err(format!("cannot write identity: {e}")))?;
+        // Written whole beside the target, then linked into place (never
+        // overwriting): a run killed half-way leaves no truncated identity.
+        let name = path.file_name().unwrap_or("identity");
+        let tmp = path.with_file_name(format!(".{name}.clan-nats-new-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let written = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+            writeln!(
+                f,
+                "# clan-nats owner identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}"
+            )?;
+            f.sync_all()?;
+            fs::hard_link(&tmp, path)
+        })();
+        let _ = fs::remove_file(&tmp);
+        written.map_err(|e| err(format!("cannot create identity: {e}")))?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
+            let _ = fs::File::open(parent).and_then(|d| d.sync_all());
+        }
         Ok((Identity { path: path.to_owned(), inner: vec![Box::new(id)], recipients: vec![public] }, true))
     }
 
@@ -238,6 +275,31 @@ fn ssh_public_in_private(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A creation killed before its link leaves only a dot-file of a dead
+    /// process, which the next creation removes; the identity is whole or absent.
+    #[test]
+    fn identity_creation_is_atomic_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Utf8PathBuf::from_path_buf(dir.path().join("owner.key")).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".owner.key.clan-nats-new-{dead}"));
+        fs::write(&stale, "AGE-SECRET-KEY-1 half").unwrap();
+        let unrelated = dir.path().join(".owner.key.clan-nats-new-notapid");
+        fs::write(&unrelated, "x").unwrap();
+        let (id, created) = Identity::load_or_create(&p).unwrap();
+        assert!(created);
+        assert!(!stale.exists(), "the dead run's key is removed");
+        assert!(unrelated.exists(), "names that are not ours are left alone");
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(names.len(), 2, "no temporary file of this run is left: {names:?}");
+        assert_eq!(Identity::load(&p).unwrap().recipients, id.recipients);
+        assert!(Identity::load_or_create(&Utf8PathBuf::from_path_buf(dir.path().join("no/dir/k")).unwrap()).is_err());
+        assert!(!dir.path().join("no").exists(), "no directory is created");
+    }
 
     #[test]
     fn round_trip_to_two_recipients() {

@@ -43,6 +43,8 @@ fn run(cfg: &Path, out: &Path, key: &Path, extra: &[&str]) -> (i32, String) {
         .arg(out)
         .arg("--identity")
         .arg(key)
+        // Allowed to create the identity: a bad config must still create nothing.
+        .args((!key.exists()).then_some("--new-identity"))
         .args(extra)
         .output()
         .expect("run clan-nats");

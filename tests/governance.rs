@@ -212,7 +212,10 @@ fn a_specialist_can_change_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "an edited file does not make a master: {err}");
     assert!(err.contains("ownership.sig: state_hash is not the hash of ownership.json"), "{err}");
-    assert!(out.stdout.is_empty(), "nothing is shown from an untrusted store");
+    // Nothing is shown from an untrusted store: --json prints the error only.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error");
+    assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["error"], "{v}");
+    assert_eq!(v["error"]["kind"], "untrusted");
 }
 
 #[test]

@@ -249,6 +249,12 @@ fn info_is_text_and_no_store_is_an_error() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains("not a clan-nats store"), "{args:?}: {err}");
-        assert!(o.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&o.stdout));
+        if args[0] == "--json" {
+            let v: Value = serde_json::from_slice(&o.stdout).expect("a JSON error");
+            assert_eq!(v["error"]["exit_code"], 2, "{v}");
+            assert!(v.get("organization").is_none(), "{v}");
+        } else {
+            assert!(o.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&o.stdout));
+        }
     }
 }

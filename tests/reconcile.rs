@@ -452,6 +452,7 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
         dir2.to_str().unwrap(),
         "--identity",
         key2.to_str().unwrap(),
+        "--new-identity",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let keys = |m: Manifest| -> Vec<(String, String, String, String)> {

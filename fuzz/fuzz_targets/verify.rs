@@ -74,6 +74,7 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
         pins: &mut pins,
         confirm: &mut |_, _| Ok(false),
         dry_run: false,
+        new_identity: true,
     };
     ops::reconcile(request, None).unwrap();
     let tree = clan_nats::store::read_tree(&store).unwrap();

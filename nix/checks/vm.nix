@@ -67,7 +67,7 @@ let
       }
       ''
         identity=$TMPDIR/owner.key
-        clan-nats generate --config "$orgConfigPath" --out "$TMPDIR/store" --identity "$identity"
+        clan-nats generate --config "$orgConfigPath" --out "$TMPDIR/store" --identity "$identity" --new-identity
         clan-nats verify "$TMPDIR/store" --identity "$identity"
         clan-nats export-nsc --dir "$TMPDIR/store" --identity "$identity" --to "$TMPDIR/nsc"
         rm -f "$identity"

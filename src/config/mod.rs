@@ -160,16 +160,102 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// Parse and validate config text, reporting schema and semantic problems
+/// together: an unknown field is set aside (and reported, with the closest
+/// valid name) so the rest of the file is still checked, up to 20 of them.
+/// Any other schema error (a wrong type, a missing field, bad JSON) stops
+/// there, since what follows would be checked against a guess.
+pub fn parse_and_validate(file: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
+    const MAX_SET_ASIDE: usize = 20;
+    let first = match parse(file, text) {
+        Ok(c) => {
+            let issues = validate::validate(&c);
+            return if issues.is_empty() { Ok(c) } else { Err(ConfigError { file: file.to_owned(), issues }) };
+        }
+        Err(e) => e,
+    };
+    let mut issues: Vec<Issue> = first.issues.iter().cloned().map(with_suggestion).collect();
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Err(ConfigError { file: file.to_owned(), issues });
+    };
+    let mut current = first.issues[0].clone();
+    for _ in 0..MAX_SET_ASIDE {
+        if !current.message.starts_with("unknown field") || !remove_at(&mut value, &current.path) {
+            break;
+        }
+        let rest = serde_json::to_string(&value).expect("a JSON value serializes");
+        match parse(file, &rest) {
+            Ok(c) => {
+                issues.extend(validate::validate(&c));
+                break;
+            }
+            Err(e) => {
+                // Positions refer to the file only for the first problem.
+                let mut next = e.issues[0].clone();
+                if let Some(i) = next.message.rfind(" (line ") {
+                    next.message.truncate(i);
+                }
+                if next.path == current.path {
+                    break;
+                }
+                issues.push(with_suggestion(next.clone()));
+                current = next;
+            }
+        }
+    }
+    Err(ConfigError { file: file.to_owned(), issues })
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" plus "did you mean".
+fn with_suggestion(mut issue: Issue) -> Issue {
+    let Some(rest) = issue.message.strip_prefix("unknown field `") else { return issue };
+    let Some((name, tail)) = rest.split_once('`') else { return issue };
+    let known: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+    if let Some(s) = crate::suggest::did_you_mean(name, known) {
+        issue.message = format!("{}; did you mean `{s}`?", issue.message);
+    }
+    issue
+}
+
+/// Remove the field at a serde_path_to_error path (`a.b[2].c`) from a JSON
+/// value; false when the path does not lead to an object field.
+fn remove_at(v: &mut serde_json::Value, path: &str) -> bool {
+    let mut parts: Vec<String> = Vec::new();
+    for seg in path.split('.') {
+        let (head, idx) = match seg.find('[') {
+            Some(i) => (&seg[..i], Some(&seg[i..])),
+            None => (seg, None),
+        };
+        if !head.is_empty() {
+            parts.push(head.to_string());
+        }
+        for ix in idx.into_iter().flat_map(|s| s.split(']')).filter(|s| !s.is_empty()) {
+            parts.push(ix.to_string());
+        }
+    }
+    let Some((last, lead)) = parts.split_last() else { return false };
+    let mut cur = v;
+    for p in lead {
+        cur = match p.strip_prefix('[').map(str::parse::<usize>) {
+            Some(Ok(i)) => match cur.get_mut(i) {
+                Some(x) => x,
+                None => return false,
+            },
+            _ => match cur.get_mut(p.as_str()) {
+                Some(x) => x,
+                None => return false,
+            },
+        };
+    }
+    cur.as_object_mut().is_some_and(|o| o.remove(last.as_str()).is_some())
+}
+
 /// Read, parse and validate a config file.
 pub fn load(file: &Utf8Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::one(file, "", format!("cannot read: {e}")))?;
-    let config = parse(file, &text)?;
-    let issues = validate::validate(&config);
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError { file: file.to_owned(), issues })
-    }
+    let bytes = crate::input::config_bytes(file)?;
+    let file = crate::input::config_name(file);
+    let text = String::from_utf8(bytes).map_err(|_| ConfigError::one(file, "", "not UTF-8"))?;
+    parse_and_validate(file, &text)
 }
 
 #[cfg(test)]

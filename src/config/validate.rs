@@ -184,7 +184,8 @@ fn units(c: &Config, v: &mut Collector) -> bool {
         if let Some(p) = &u.parent {
             if !index.contains_key(p.as_str()) {
                 tree_ok = false;
-                v.add(format!("organizational_units[{i}].parent"), format!("unknown unit {p:?}"));
+                let known: Vec<&str> = us.iter().map(|u| u.name.as_str()).collect();
+                v.add(format!("organizational_units[{i}].parent"), crate::suggest::unknown("unit", p, &known));
             }
         }
     }
@@ -308,7 +309,9 @@ fn people(c: &Config, v: &mut Collector) {
         }
         let unit = unit_names.get(p.organizational_unit.as_str());
         if unit.is_none() {
-            v.add(format!("{at}.organizational_unit"), format!("unknown unit {:?}", p.organizational_unit));
+            let mut known: Vec<&str> = unit_names.keys().copied().collect();
+            known.sort_unstable();
+            v.add(format!("{at}.organizational_unit"), crate::suggest::unknown("unit", &p.organizational_unit, &known));
         }
         if let Some(perm) = &p.nats_permissions {
             for (list, items) in [("publish", &perm.publish), ("subscribe", &perm.subscribe)] {
@@ -410,10 +413,12 @@ fn hosts(c: &Config, v: &mut Collector) {
         let mut seen = HashMap::new();
         for (j, s) in h.services.iter().enumerate() {
             match people.get(s.as_str()) {
-                None => v.add(
-                    format!("{at}.services[{j}]"),
-                    format!("unknown service {s:?}: no service person has that name"),
-                ),
+                None => {
+                    let mut known: Vec<&str> = people.keys().copied().collect();
+                    known.sort_unstable();
+                    let message = crate::suggest::unknown("service", s, &known);
+                    v.add(format!("{at}.services[{j}]"), format!("{message}: no service person has that name"))
+                }
                 Some(role) if *role != SERVICE_ROLE => v.add(
                     format!("{at}.services[{j}]"),
                     format!("{s:?} has role {role:?}, not {SERVICE_ROLE:?}, so it has no NATS credentials"),

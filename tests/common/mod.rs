@@ -73,9 +73,11 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("clan-nats runs")
 }
 
-/// The arguments of `clan-nats generate` (owned, for spawning and killing too).
+/// The arguments of `clan-nats generate` (owned, for spawning and killing
+/// too); `--new-identity` when the identity file does not exist yet, as a
+/// user starting a store would pass it.
 pub fn generate_args(config: &Path, dir: &Path, identity: &Path) -> Vec<String> {
-    [
+    let mut args: Vec<String> = [
         "generate",
         "--config",
         config.to_str().unwrap(),
@@ -85,7 +87,11 @@ pub fn generate_args(config: &Path, dir: &Path, identity: &Path) -> Vec<String> 
         identity.to_str().unwrap(),
     ]
     .map(String::from)
-    .to_vec()
+    .to_vec();
+    if !identity.exists() {
+        args.push("--new-identity".into());
+    }
+    args
 }
 
 /// `clan-nats generate` with extra arguments, whatever its outcome.

@@ -1,0 +1,367 @@
+//! The command line as users of nsc, sops and terraform expect it (issue 13):
+//! aliases of the store argument, completions and a man page, secrets and
+//! configs from standard input or `@FILE`, identities never created by
+//! accident, errors as JSON, schema and semantic errors together, a closed
+//! pipe as a quiet exit.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn with_stdin(mut c: Command, input: &[u8]) -> Output {
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `--dir`, `--out` and a positional DIR name the same store everywhere.
+#[test]
+fn every_spelling_of_the_store_argument_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    let (d, k, cfg) = (dir.to_str().unwrap(), key.to_str().unwrap(), example());
+    let c = cfg.to_str().unwrap();
+    ok(run(&["generate", "--config", c, "--dir", d, "--identity", k, "--new-identity"]));
+    let unchanged = |o: Output| assert!(String::from_utf8_lossy(&ok(o).stdout).contains("unchanged"));
+    unchanged(run(&["generate", "--config", c, "--out", d, "--identity", k]));
+    unchanged(run(&["generate", "--config", c, "--dir", d, "--identity", k]));
+    for args in [vec!["verify", d], vec!["verify", "--dir", d], vec!["verify", "--out", d]] {
+        let out = String::from_utf8(ok(run(&args)).stdout).unwrap();
+        assert!(out.starts_with(&format!("{d}: ok: 4 account(s), 12 user(s)")), "{args:?}: {out}");
+    }
+    for args in
+        [vec!["info", d], vec!["info", "--dir", d], vec!["vault", "status", "--out", d], vec!["team", "list", d]]
+    {
+        ok(run(&args));
+    }
+    ok(run(&["rotate", "user", "audio-service", "--out", d, "--identity", k]));
+    ok(run(&["rotate", "user", "audio-service", "--dir", d, "--identity", k]));
+    let o = run(&["verify", "--dir", d, d]);
+    assert_eq!(o.status.code(), Some(2), "both forms at once are refused: {}", stderr(&o));
+}
+
+/// Shell completions and the man page are generated from the same definition.
+#[test]
+fn completions_and_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = ok(bin().args(["completions", shell]).env_remove("HOME").output().unwrap());
+        let s = String::from_utf8(o.stdout).unwrap();
+        assert!(s.contains("clan-nats") && s.contains("describe") && s.contains("export-nsc"), "{shell}: {s:.300}");
+    }
+    let bash = String::from_utf8(ok(run(&["completions", "bash"])).stdout).unwrap();
+    assert!(bash.contains("complete -F") && bash.contains("--new-identity"), "{bash:.300}");
+    let man = String::from_utf8(ok(run(&["man"])).stdout).unwrap();
+    assert!(man.starts_with(".ie") || man.starts_with(".TH"), "{man:.200}");
+    assert!(man.contains(".TH clan-nats") && man.contains("generate"), "{man:.400}");
+    // Every subcommand's help has text for every argument, and examples where promised.
+    let help = String::from_utf8(ok(run(&["describe", "--help"])).stdout).unwrap();
+    assert!(help.contains("Examples:") && help.contains("clan-nats describe user"), "{help}");
+}
+
+/// `--config -` reads the config from standard input (`nix eval --json … |`),
+/// giving the same store as the file; `@FILE` names a file.
+#[test]
+fn the_config_can_come_from_standard_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    let text = std::fs::read(example()).unwrap();
+    let mut c = bin();
+    c.args([
+        "generate",
+        "--config",
+        "-",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+        "--new-identity",
+    ]);
+    ok(with_stdin(c, &text));
+    assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), text, "the store keeps the config it was given");
+    let at = format!("@{}", example().display());
+    let o = ok(run(&["plan", "--config", &at, "--dir", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no change"), "{}", String::from_utf8_lossy(&o.stdout));
+    // A bad config on stdin is named as such, with its field path.
+    let bad = String::from_utf8(text).unwrap().replacen(
+        "\"organizational_unit\": \"Media\"",
+        "\"organizational_unit\": \"Meda\"",
+        1,
+    );
+    let mut c = bin();
+    c.args([
+        "generate",
+        "--config",
+        "-",
+        "--dir",
+        tmp.path().join("s2").to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    let o = with_stdin(c, bad.as_bytes());
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("<stdin>: service_people[") && err.contains("unknown unit \"Meda\"; did you mean \"Media\"?"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("s2").exists());
+}
+
+/// An invitation token and a join request travel through standard input or
+/// a file, never argv; a value on argv still works but is warned about.
+#[test]
+fn tokens_and_requests_come_from_stdin_or_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+    let invite = |id: &str| {
+        let o = ok(run(&["team", "invite", "--id", id, "--name", id, "--units", "Media", "--dir", d, "--identity", k]));
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    // Token on stdin; request from a file.
+    let token = invite("alice");
+    let alice = tmp.path().join("alice.key");
+    let mut c = bin();
+    c.args(["--json", "team", "join", "--token", "-", "--identity", alice.to_str().unwrap()]);
+    let o = ok(with_stdin(c, format!("{token}\n").as_bytes()));
+    assert!(!stderr(&o).contains("command line"), "no warning for stdin: {}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let request_file = tmp.path().join("alice.request");
+    std::fs::write(&request_file, v["request"].as_str().unwrap()).unwrap();
+    let at = format!("@{}", request_file.display());
+    let fp = v["fingerprint"].as_str().unwrap();
+    let o = ok(run(&["team", "accept", "--request", &at, "--fingerprint", fp, "--dir", d, "--identity", k]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("added alice"), "{}", String::from_utf8_lossy(&o.stdout));
+
+    // Token from a file; request on stdin.
+    let token_file = tmp.path().join("bob.token");
+    std::fs::write(&token_file, invite("bob")).unwrap();
+    let bob = tmp.path().join("bob.key");
+    let at = format!("@{}", token_file.display());
+    let o = ok(run(&["--json", "team", "join", "--token", &at, "--identity", bob.to_str().unwrap()]));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut c = bin();
+    c.args([
+        "team",
+        "accept",
+        "--request",
+        "-",
+        "--fingerprint",
+        v["fingerprint"].as_str().unwrap(),
+        "--dir",
+        d,
+        "--identity",
+        k,
+    ]);
+    ok(with_stdin(c, v["request"].as_str().unwrap().as_bytes()));
+    let list = String::from_utf8(ok(run(&["team", "list", d])).stdout).unwrap();
+    assert!(list.contains("alice\t") && list.contains("bob\t"), "{list}");
+
+    // On argv: accepted, with a warning naming the safer forms.
+    let carol = tmp.path().join("carol.key");
+    let o = ok(run(&["team", "join", "--token", &invite("carol"), "--identity", carol.to_str().unwrap()]));
+    assert!(
+        stderr(&o).contains("--token was given on the command line") && stderr(&o).contains("--token -"),
+        "{}",
+        stderr(&o)
+    );
+    // An empty stdin or a missing file is an error naming the flag.
+    let mut c = bin();
+    c.args(["team", "join", "--token", "-", "--identity", tmp.path().join("x.key").to_str().unwrap()]);
+    let o = with_stdin(c, b"");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--token -: empty"), "{}", stderr(&o));
+    let o =
+        run(&["team", "join", "--token", "@/nonexistent/t", "--identity", tmp.path().join("x.key").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--token @/nonexistent/t"), "{}", stderr(&o));
+    assert!(!tmp.path().join("x.key").exists());
+}
+
+/// A new owner identity is created only with `--new-identity` (or by `init`),
+/// never in a directory that does not exist; `CLAN_NATS_IDENTITY` names one.
+#[test]
+fn an_identity_is_never_created_by_accident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let cfg = example();
+    let gen = |dir: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = bin();
+        c.env("HOME", &home)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("CLAN_NATS_IDENTITY");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.args(["generate", "--config", cfg.to_str().unwrap(), "--dir", dir]).args(extra).output().unwrap()
+    };
+    let s1 = tmp.path().join("s1");
+    // A mistyped identity path: refused, nothing created.
+    let typo = tmp.path().join("owner.kye");
+    let o = gen(s1.to_str().unwrap(), &["--identity", typo.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no such identity file") && stderr(&o).contains("--new-identity"), "{}", stderr(&o));
+    assert!(!typo.exists() && !s1.exists());
+    // No identity at all: the default path is named, and not created.
+    let o = gen(s1.to_str().unwrap(), &[], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let default = home.join(".config/clan-nats/identity.txt");
+    assert!(stderr(&o).contains(default.to_str().unwrap()), "{}", stderr(&o));
+    assert!(!home.join(".config").exists() && !s1.exists());
+    // --new-identity never creates directories.
+    let deep = tmp.path().join("no/such/dir/owner.key");
+    let o = gen(s1.to_str().unwrap(), &["--identity", deep.to_str().unwrap(), "--new-identity"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("does not exist (it is not created"), "{}", stderr(&o));
+    assert!(!tmp.path().join("no").exists() && !s1.exists());
+    // CLAN_NATS_IDENTITY with --new-identity: created there, 0600, then used by later commands.
+    let key = tmp.path().join("owner.key");
+    ok(gen(s1.to_str().unwrap(), &["--new-identity"], &[("CLAN_NATS_IDENTITY", key.to_str().unwrap())]));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let o = ok(gen(s1.to_str().unwrap(), &[], &[("CLAN_NATS_IDENTITY", key.to_str().unwrap())]));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"));
+    // The sops default is found when clan-nats' own is absent.
+    let sops = home.join(".config/sops/age");
+    std::fs::create_dir_all(&sops).unwrap();
+    std::fs::copy(&key, sops.join("keys.txt")).unwrap();
+    std::fs::set_permissions(sops.join("keys.txt"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = ok(gen(s1.to_str().unwrap(), &[], &[]));
+    assert!(stderr(&o).contains("keys.txt"), "the identity used is named: {}", stderr(&o));
+}
+
+/// With `--json`, an error is a JSON object on standard output (and text on
+/// standard error), with the exit code and, for a config, each field path.
+#[test]
+fn errors_are_json_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    let o = run(&["--json", "describe", "user", "nobody", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["error"]["exit_code"], 2);
+    assert_eq!(v["error"]["kind"], "usage");
+    assert!(v["error"]["message"].as_str().unwrap().contains("no user named \"nobody\""));
+
+    let cfg = tmp.path().join("bad.json");
+    let text = std::fs::read_to_string(example()).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replacen("\"nats_permissions\"", "\"nats_permisions\"", 1).replacen("\"Media\"", "\"Meda\"", 1),
+    )
+    .unwrap();
+    let o = run(&[
+        "--json",
+        "generate",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--dir",
+        tmp.path().join("s").to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["error"]["kind"], "config");
+    assert_eq!(v["error"]["file"], cfg.to_str().unwrap());
+    let paths: Vec<&str> =
+        v["error"]["issues"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    assert!(paths.iter().any(|p| p.ends_with(".nats_permisions")), "{paths:?}");
+    assert!(paths.len() >= 2, "schema and semantic problems together: {v}");
+
+    // A tampered store: kind untrusted, the problems listed, exit 3.
+    let m = dir.join("nsc/stores/thecowboyai/thecowboyai.jwt");
+    let mut jwt = std::fs::read(&m).unwrap();
+    jwt.push(b'\n');
+    std::fs::write(&m, jwt).unwrap();
+    let o = run(&[
+        "--json",
+        "rotate",
+        "user",
+        "audio-service",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["error"]["kind"], "untrusted");
+    assert!(
+        v["error"]["problems"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().contains("thecowboyai.jwt")),
+        "{v}"
+    );
+}
+
+/// Schema errors (unknown fields, with the closest valid name) and semantic
+/// errors (unknown references, with the known names) in one report.
+#[test]
+fn schema_and_semantic_errors_are_reported_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    let p0 = cfg["service_people"][0].as_object_mut().unwrap();
+    let perms = p0.remove("nats_permissions").unwrap();
+    p0.insert("nats_permisions".into(), perms);
+    cfg["hosts"][1].as_object_mut().unwrap().insert("servcies".into(), serde_json::json!([]));
+    cfg["service_people"][2]["organizational_unit"] = "Developmnet".into();
+    cfg["hosts"][0]["services"][0] = "persn-service".into();
+    let file = tmp.path().join("org.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let o = run(&[
+        "generate",
+        "--config",
+        file.to_str().unwrap(),
+        "--dir",
+        tmp.path().join("s").to_str().unwrap(),
+        "--identity",
+        tmp.path().join("k").to_str().unwrap(),
+        "--new-identity",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("4 problems"), "{err}");
+    assert!(
+        err.contains("service_people[0].nats_permisions: unknown field `nats_permisions`")
+            && err.contains("did you mean `nats_permissions`?"),
+        "{err}"
+    );
+    assert!(err.contains("hosts[1].servcies: unknown field") && err.contains("did you mean `services`?"), "{err}");
+    assert!(err.contains("service_people[2].organizational_unit: unknown unit \"Developmnet\"; did you mean \"Development\"? (known: Core, Development, Media)"), "{err}");
+    assert!(
+        err.contains("hosts[0].services[0]: unknown service \"persn-service\"; did you mean \"person-service\"?"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("s").exists() && !tmp.path().join("k").exists());
+}
+
+/// A reader that closes the pipe early (`| head -1`) ends the command quietly.
+#[test]
+fn a_closed_pipe_is_a_quiet_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&example(), &dir, &key);
+    for args in [vec!["list", "users"], vec!["--json", "vault", "status"], vec!["describe", "account", "core"]] {
+        let mut child = bin().args(&args).arg(&dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("error") && !stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}
