@@ -16,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 for t in config jwt creds manifest verify age; do rm -rf "${corpus:?}/$t"; mkdir -p "$corpus/$t"; done
 
 # config: the shipped example, the upstream cim-keys file, small edge cases.
-cp examples/clan-bootstrap.json "$corpus/config/example.json"
+cp tests/fixtures/insecure/example.json "$corpus/config/example.json"
 cp tests/fixtures/cim-keys/clan-bootstrap.json "$corpus/config/upstream.json"
 h1=$(grep -o 'age1[0-9a-z]*' "$insecure/dev1.agekey")
 h2=$(cat "$insecure/nats1.ssh_host_ed25519_key.pub" | cut -d' ' -f1-2)

@@ -73,6 +73,10 @@ pub struct StoreArgs {
     /// Show what would change (like `clan-nats plan`), write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept recipients that are this repository's committed TEST-ONLY keys
+    /// (tests/fixtures/insecure/): anything encrypted to them is public.
+    #[arg(long, env = "CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_insecure_fixture_keys: bool,
 }
 
 /// An existing store and the identity acting on it.
@@ -89,6 +93,11 @@ pub struct DirArgs {
     /// The config to reconcile with; default: the one the store was generated from.
     #[arg(long)]
     pub config: Option<Utf8PathBuf>,
+    /// Accept recipients that are this repository's committed TEST-ONLY keys
+    /// (tests/fixtures/insecure/): anything encrypted to them is public.
+    #[arg(long, env = "CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_insecure_fixture_keys: bool,
+
     /// Confirm without asking: a config change of the owner's or a host's
     /// recipient, or changes that stop deployed credentials from working.
     #[arg(long)]
@@ -191,6 +200,15 @@ pub enum Command {
     Vault {
         #[command(subcommand)]
         command: VaultCommand,
+    },
+    /// Create a new age identity file (mode 0600, never overwriting, no
+    /// directories created) and print its public key: for a host without an ssh
+    /// or clan key, or to try the example.
+    #[command(after_help = "Example:\n  clan-nats keygen --output /var/lib/clan-nats/host.agekey")]
+    Keygen {
+        /// Where to write the identity; must not exist.
+        #[arg(long, short)]
+        output: Utf8PathBuf,
     },
     /// Print a shell completion script to standard output.
     #[command(
@@ -452,6 +470,7 @@ fn request<'a>(
         confirm,
         dry_run: false,
         new_identity: false,
+        allow_insecure_fixture_keys: d.allow_insecure_fixture_keys,
     }
 }
 
@@ -470,6 +489,7 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str, pins: &'a mut Pins, conf
         confirm,
         dry_run: s.dry_run,
         new_identity: s.new_identity,
+        allow_insecure_fixture_keys: s.allow_insecure_fixture_keys,
     }
 }
 
@@ -511,6 +531,17 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
                 Shell::Powershell => S::PowerShell,
             };
             clap_complete::generate(shell, &mut Cli::command(), "clan-nats", out);
+            return Ok(0);
+        }
+        Command::Keygen { output } => {
+            if output.exists() {
+                return Err(Error::Usage(format!("{output}: exists; keygen never overwrites an identity")));
+            }
+            if let Some(parent) = output.parent().filter(|p| !p.as_str().is_empty() && !p.is_dir()) {
+                return Err(Error::Usage(format!("{output}: directory {parent} does not exist (it is not created)")));
+            }
+            let (id, _) = Identity::load_or_create(output)?;
+            writeln!(out, "{}", id.recipients[0])?;
             return Ok(0);
         }
         Command::Man => {
@@ -606,7 +637,9 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Info { dir, flows: true, .. } => flows_info(dir.path()?, pins, json, out),
         Command::Info { dir, identity, .. } => info(dir.path()?, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
-        Command::Completions { .. } | Command::Man => unreachable!("handled before the pins are read"),
+        Command::Completions { .. } | Command::Man | Command::Keygen { .. } => {
+            unreachable!("handled before the pins are read")
+        }
         Command::List { what, dir } => {
             let (_, _, m) = read_trusted(dir.path()?, pins)?;
             if json {

@@ -48,6 +48,8 @@ pub struct Request<'a> {
     pub dry_run: bool,
     /// The owner identity may be created (a new store only): `--new-identity`.
     pub new_identity: bool,
+    /// Recipients that are committed test keys are accepted (tests only).
+    pub allow_insecure_fixture_keys: bool,
 }
 
 /// What a reconcile did.
@@ -140,6 +142,11 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &old_tree)?;
     let cfg = parse_config(&config_path, &config_bytes)?;
+    if !req.allow_insecure_fixture_keys {
+        // A config given now (a stored one was checked when it was given).
+        let given = req.config.is_some().then_some(&cfg);
+        config::fixtures::check(&config_path, given, req.admins.as_deref().unwrap_or_default())?;
+    }
     if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
         let old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
         let changes = config::recipient_changes(&old_cfg, &cfg);
@@ -751,6 +758,7 @@ pub fn accept(
         confirm: &mut |_, _| Ok(false),
         dry_run: false,
         new_identity: false,
+        allow_insecure_fixture_keys: true,
     };
     let outcome = reconcile(
         r,

@@ -171,10 +171,7 @@ impl Identity {
         let written = (|| -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
-            writeln!(
-                f,
-                "# clan-nats owner identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}"
-            )?;
+            writeln!(f, "# clan-nats age identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}")?;
             f.sync_all()?;
             fs::hard_link(&tmp, path)
         })();

@@ -17,9 +17,9 @@ fn pins_file() -> PathBuf {
     static STATE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     STATE.get_or_init(|| tempfile::tempdir().expect("temp dir")).path().join("pins.json")
 }
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clan-bootstrap.json");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/insecure/example.json");
 
-// Indexes into examples/clan-bootstrap.json.
+// Indexes into tests/fixtures/insecure/example.json (the shipped example with test keys).
 // Units: 0 Core (core), 1 Media (media), 2 Development (development).
 // People: 3 policy-service (Core), 5 audio-service (Media), 10 spaces-service (Development).
 // Hosts: 1 core1 (5 services), 2 media1 (audio, document, video), 3 dev1 (git, nix, spaces).
@@ -36,6 +36,7 @@ fn q(s: &str) -> String {
 fn run(cfg: &Path, out: &Path, key: &Path, extra: &[&str]) -> (i32, String) {
     let o = Command::new(BIN)
         .env("CLAN_NATS_PINS", pins_file())
+        .env("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", "1")
         .arg("generate")
         .arg("--config")
         .arg(cfg)

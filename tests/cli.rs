@@ -365,3 +365,123 @@ fn a_closed_pipe_is_a_quiet_exit() {
         assert!(!stderr(&o).contains("error") && !stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// The shipped example fails until its placeholders are replaced; the
+/// committed test keys are refused without `--allow-insecure-fixture-keys`.
+#[test]
+fn the_example_needs_real_keys_and_fixture_keys_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    let plain = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_clan-nats"))
+            .env("CLAN_NATS_PINS", pins_file())
+            .env_remove("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+    let shipped = repo("examples/clan-bootstrap.json");
+    let o = plain(&["generate", "--config", shipped.to_str().unwrap(), "--dir", d, "--identity", k, "--new-identity"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    for (i, host) in ["nats1", "core1", "media1", "dev1"].iter().enumerate() {
+        assert!(
+            err.contains(&format!(
+                "hosts[{i}].age_recipient: placeholder: replace it with host \"{host}\"'s public key"
+            )),
+            "{err}"
+        );
+    }
+    // The same config with the committed test keys: refused, naming each key's file.
+    let o =
+        plain(&["generate", "--config", example().to_str().unwrap(), "--dir", d, "--identity", k, "--new-identity"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("hosts[0].age_recipient: this is a committed TEST-ONLY key (tests/fixtures/insecure/nats1.ssh_host_ed25519_key)"), "{err}");
+    assert!(err.contains("hosts[3].age_recipient") && err.contains("dev1.agekey"), "{err}");
+    assert!(!dir.exists() && !key.exists(), "nothing written");
+    // Allowed explicitly (as tests do).
+    ok(plain(&[
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--dir",
+        d,
+        "--identity",
+        k,
+        "--new-identity",
+        "--allow-insecure-fixture-keys",
+    ]));
+    // A fixture key as an admin recipient is refused too, and the store is unchanged.
+    let before = snapshot(&dir);
+    let media1 = std::fs::read_to_string(insecure("media1.agekey")).unwrap();
+    let public = media1.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap();
+    let o = plain(&[
+        "generate",
+        "--config",
+        example().to_str().unwrap(),
+        "--dir",
+        d,
+        "--identity",
+        k,
+        "--recipient",
+        public,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--recipient #1: this is a committed TEST-ONLY key"), "{}", stderr(&o));
+    assert_eq!(snapshot(&dir), before);
+    // A later routine run without --config reconciles the stored config as it is.
+    ok(plain(&["rotate", "user", "audio-service", "--dir", d, "--identity", k]));
+}
+
+/// `keygen` writes a 0600 identity that age accepts, never overwrites; the
+/// quick start fills the example's placeholders with such keys and generates.
+#[test]
+fn keygen_and_the_quick_start_work() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path().join("host.agekey");
+    let o = ok(run(&["keygen", "--output", k.to_str().unwrap()]));
+    let public = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(public.starts_with("age1"), "{public}");
+    assert_eq!(std::fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+    let first = std::fs::read(&k).unwrap();
+    let o = run(&["keygen", "--output", k.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(std::fs::read(&k).unwrap(), first, "never overwritten");
+    // The reference age encrypts to the printed key and decrypts with the file.
+    let age = require("age");
+    let mut c = Command::new(&age);
+    c.args(["-r", &public]);
+    let enc = ok(with_stdin(c, b"hello"));
+    let mut c = Command::new(&age);
+    c.args(["-d", "-i", k.to_str().unwrap()]);
+    assert_eq!(ok(with_stdin(c, &enc.stdout)).stdout, b"hello");
+
+    let out = tmp.path().join("demo");
+    let o = Command::new(repo("examples/quickstart.sh"))
+        .arg(&out)
+        .env("CLAN_NATS", env!("CARGO_BIN_EXE_clan-nats"))
+        .env("CLAN_NATS_PINS", tmp.path().join("pins.json"))
+        .env_remove("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}\n{}", stderr(&o));
+    assert!(text.contains(": ok: 4 account(s), 12 user(s)"), "{text}");
+    let org = std::fs::read_to_string(out.join("org.json")).unwrap();
+    assert!(!org.contains("REPLACE-WITH-"), "every placeholder replaced");
+    // media1's demo key decrypts audio-service's creds with the reference age.
+    let creds = out.join("store/nsc/stores/thecowboyai/accounts/media/users/audio-service.creds.age");
+    let d =
+        Command::new(&age).args(["-d", "-i"]).arg(out.join("host-keys/media1.agekey")).arg(&creds).output().unwrap();
+    assert!(d.status.success() && String::from_utf8_lossy(&d.stdout).contains("BEGIN NATS USER JWT"));
+    // A second run refuses to touch the directory.
+    let o = Command::new(repo("examples/quickstart.sh"))
+        .arg(&out)
+        .env("CLAN_NATS", env!("CARGO_BIN_EXE_clan-nats"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}

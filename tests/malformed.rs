@@ -55,6 +55,7 @@ fn every_malformed_config_is_refused_with_its_message_and_nothing_is_written() {
         let config = corpus().join(f);
         let out = Command::new(BIN)
             .env("CLAN_NATS_PINS", pins_file())
+            .env("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", "1")
             .arg("generate")
             .arg("--config")
             .arg(&config)

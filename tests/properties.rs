@@ -578,6 +578,7 @@ fn pipeline(spec: &Spec) {
             confirm: &mut |_, _| Ok(false),
             dry_run: false,
             new_identity: true,
+            allow_insecure_fixture_keys: true,
         },
         None,
     )

@@ -251,8 +251,16 @@ async fn rotation_replaces_keys_and_old_creds_stop_working() {
 
 /// SIGKILL `generate` at many moments of a run that changes keys; after each,
 /// `verify` passes and the store is entirely the old one or the new one.
+///
+/// The longest test (about a minute on 2 cores): a developer may leave it out
+/// with `CLAN_NATS_SKIP_KILL_SERIES=1`, which tests/run.sh reports as not run
+/// and CI refuses.
 #[test]
 fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
+    if std::env::var_os("CLAN_NATS_SKIP_KILL_SERIES").is_some_and(|v| v == "1") {
+        eprintln!("NOT RUN: sigkill_at_any_moment_leaves_the_old_or_the_new_store (CLAN_NATS_SKIP_KILL_SERIES=1)");
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let (dir, key, config) = (tmp.path().join("store"), tmp.path().join("owner.key"), tmp.path().join("big.json"));
     // A config large enough that writing takes a while: 8 units x 40 services.

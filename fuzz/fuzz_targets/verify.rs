@@ -75,6 +75,7 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
         confirm: &mut |_, _| Ok(false),
         dry_run: false,
         new_identity: true,
+        allow_insecure_fixture_keys: true,
     };
     ops::reconcile(request, None).unwrap();
     let tree = clan_nats::store::read_tree(&store).unwrap();

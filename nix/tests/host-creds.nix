@@ -1,5 +1,5 @@
 # Tests of nix/host-creds.nix against the committed fixture manifest
-# (hosts nats1, core1, media1, dev1 of examples/clan-bootstrap.json).
+# (hosts nats1, core1, media1, dev1 of tests/fixtures/insecure/example.json).
 let
   h = import ../host-creds.nix;
   manifest = (import ../store.nix).manifest ./fixtures/store;

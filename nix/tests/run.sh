@@ -204,7 +204,7 @@ for candidate in target/debug/clan-nats target/release/clan-nats; do
 done
 if [ -z "$bin" ] && command -v clan-nats >/dev/null 2>&1; then bin=$(command -v clan-nats); fi
 if [ -n "$bin" ]; then
-  if "$bin" generate --config examples/clan-bootstrap.json --out "$work/store" --identity "$work/owner.key" --new-identity >"$work/gen.log" 2>&1; then
+  if CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS=1 "$bin" generate --config tests/fixtures/insecure/example.json --out "$work/store" --identity "$work/owner.key" --new-identity >"$work/gen.log" 2>&1; then
     run_tests nix/tests/live-store.nix "{ store = $work/store; }"
   else
     fail "clan-nats generate for the live-store tests: $(cat "$work/gen.log")"

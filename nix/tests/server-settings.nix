@@ -1,6 +1,6 @@
 # Tests of nix/server-settings.nix against the committed fixture store
 # (fixtures/store: public files of a store generated from
-# examples/clan-bootstrap.json).
+# tests/fixtures/insecure/example.json).
 let
   s = import ../server-settings.nix;
   store = import ../store.nix;

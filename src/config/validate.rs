@@ -407,7 +407,15 @@ fn hosts(c: &Config, v: &mut Collector) {
         let at = format!("hosts[{i}]");
         v.name(format!("{at}.name"), &h.name);
         v.text(format!("{at}.age_recipient"), Some(&h.age_recipient), MAX_TEXT);
-        if let Err(e) = vault::parse_recipient(&h.age_recipient) {
+        if h.age_recipient.starts_with("REPLACE-WITH-") {
+            v.add(
+                format!("{at}.age_recipient"),
+                format!(
+                    "placeholder: replace it with host {:?}'s public key (ssh-ed25519 … from its /etc/ssh/ssh_host_ed25519_key.pub, its clan age key age1…, or the output of `clan-nats keygen --output FILE` on that host)",
+                    h.name
+                ),
+            );
+        } else if let Err(e) = vault::parse_recipient(&h.age_recipient) {
             v.add(format!("{at}.age_recipient"), e.to_string());
         }
         let mut seen = HashMap::new();

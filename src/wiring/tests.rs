@@ -6,7 +6,8 @@ fn config(json: &str) -> Config {
 }
 
 fn example() -> Config {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/clan-bootstrap.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/insecure/example.json")).unwrap();
     config(&text)
 }
 

@@ -17,8 +17,10 @@ pub fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// The shipped example with its placeholders replaced by the committed
+/// TEST-ONLY host keys (tests/fixtures/insecure/).
 pub fn example() -> PathBuf {
-    repo("examples/clan-bootstrap.json")
+    repo("tests/fixtures/insecure/example.json")
 }
 
 /// The upstream cim-keys file, copied unchanged from ../shared/fixtures (CI checks the copy).
@@ -55,9 +57,11 @@ pub fn pins_file() -> PathBuf {
 }
 
 /// `clan-nats` with this test binary's pin file.
+/// `clan-nats` with this test run's pins; the committed TEST-ONLY host keys
+/// of the fixtures are allowed (tests/cli.rs checks they are refused otherwise).
 pub fn bin() -> Command {
     let mut c = Command::new(BIN);
-    c.env("CLAN_NATS_PINS", pins_file()).env_remove("XDG_STATE_HOME");
+    c.env("CLAN_NATS_PINS", pins_file()).env_remove("XDG_STATE_HOME").env("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", "1");
     c
 }
 
@@ -65,7 +69,7 @@ pub fn bin() -> Command {
 /// a store (which the shared pins would rightly call a rollback).
 pub fn bin_pinned(pins: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.env("CLAN_NATS_PINS", pins).env_remove("XDG_STATE_HOME");
+    c.env("CLAN_NATS_PINS", pins).env_remove("XDG_STATE_HOME").env("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", "1");
     c
 }
 
