@@ -210,6 +210,10 @@ pub enum Command {
         #[arg(long, short)]
         output: Utf8PathBuf,
     },
+    /// Print the JSON Schema of the organization config (for editors:
+    /// `"$schema": "./clan-nats-config.schema.json"`).
+    #[command(after_help = "Example:\n  clan-nats schema > clan-nats-config.schema.json")]
+    Schema,
     /// Print a shell completion script to standard output.
     #[command(
         after_help = "Examples:\n  clan-nats completions bash > ~/.local/share/bash-completion/completions/clan-nats\n  clan-nats completions zsh > \"${fpath[1]}/_clan-nats\""
@@ -544,6 +548,10 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             writeln!(out, "{}", id.recipients[0])?;
             return Ok(0);
         }
+        Command::Schema => {
+            writeln!(out, "{}", crate::config::json_schema())?;
+            return Ok(0);
+        }
         Command::Man => {
             use clap::CommandFactory;
             clap_mangen::Man::new(Cli::command()).render(out)?;
@@ -637,7 +645,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
         Command::Info { dir, flows: true, .. } => flows_info(dir.path()?, pins, json, out),
         Command::Info { dir, identity, .. } => info(dir.path()?, identity.as_deref(), pins, json, out),
         Command::Vault { command } => vault(command, pins, json, out),
-        Command::Completions { .. } | Command::Man | Command::Keygen { .. } => {
+        Command::Completions { .. } | Command::Man | Command::Keygen { .. } | Command::Schema => {
             unreachable!("handled before the pins are read")
         }
         Command::List { what, dir } => {

@@ -92,18 +92,46 @@ pub fn recipient_changes(old: Option<&Manifest>, new: &Manifest) -> Vec<String> 
 /// A change to the governance record, applied with the operator key in hand.
 pub type GovernanceChange<'a> = Box<dyn FnOnce(&mut Governance, &Manifest) -> Result<serde_json::Value, Error> + 'a>;
 
-/// Phase timings on stderr when `CLAN_NATS_TRACE` is set.
-struct Trace(Option<std::cell::Cell<std::time::Instant>>);
+/// What a run tells about its phases on stderr: every phase's time when
+/// `CLAN_NATS_TRACE` is set; otherwise, on a terminal, a progress line once
+/// the run has taken more than a second (`CLAN_NATS_NO_PROGRESS` turns it off).
+struct Trace {
+    timings: bool,
+    progress: bool,
+    start: std::time::Instant,
+    last: std::cell::Cell<std::time::Instant>,
+    shown: std::cell::Cell<bool>,
+}
 
 impl Trace {
     fn new() -> Trace {
-        Trace(std::env::var_os("CLAN_NATS_TRACE").map(|_| std::cell::Cell::new(std::time::Instant::now())))
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        Trace {
+            timings: std::env::var_os("CLAN_NATS_TRACE").is_some(),
+            progress: std::io::stderr().is_terminal() && std::env::var_os("CLAN_NATS_NO_PROGRESS").is_none(),
+            start: now,
+            last: std::cell::Cell::new(now),
+            shown: std::cell::Cell::new(false),
+        }
     }
 
-    fn mark(&self, what: &str) {
-        if let Some(t) = &self.0 {
-            eprintln!("clan-nats: {what}: {:.3} s", t.get().elapsed().as_secs_f64());
-            t.set(std::time::Instant::now());
+    /// `what` is done; `next` (with its counts) starts.
+    fn mark(&self, what: &str, next: &str) {
+        if self.timings {
+            eprintln!("clan-nats: {what}: {:.3} s", self.last.get().elapsed().as_secs_f64());
+            self.last.set(std::time::Instant::now());
+        } else if self.progress && !next.is_empty() && self.start.elapsed() > std::time::Duration::from_secs(1) {
+            eprint!("\r\x1b[Kclan-nats: {next} ({:.1} s)", self.start.elapsed().as_secs_f64());
+            self.shown.set(true);
+        }
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if self.shown.get() {
+            eprint!("\r\x1b[K");
         }
     }
 }
@@ -138,7 +166,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let old_tree = store::read_tree(req.dir)?;
     // Nothing of DIR is used before it is checked against this machine's pin.
     let verified = trust::check_for_write(req.dir, &old_tree, req.pins)?;
-    trace.mark("read and verify the existing store");
+    trace.mark("read and verify the existing store", "validating the config");
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &old_tree)?;
     let cfg = parse_config(&config_path, &config_bytes)?;
@@ -161,7 +189,14 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         }
     }
     let plan = plan::plan(&cfg);
-    trace.mark("config, validation and plan");
+    trace.mark(
+        "config, validation and plan",
+        &format!(
+            "reconciling {} account(s), {} user(s): signing and encrypting",
+            plan.accounts.len(),
+            plan.accounts.iter().map(|a| a.users.len()).sum::<usize>()
+        ),
+    );
     if let Some(r) = &req.rotate {
         r.check(&plan).map_err(Error::Usage)?;
     }
@@ -275,7 +310,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         format,
     };
     let mut tree = generate::build(&plan, &ctx, &existing)?;
-    trace.mark("reconcile, sign and encrypt");
+    trace.mark("reconcile, sign and encrypt", "writing the store");
 
     // Record the change in the audit log, signed by the owner.
     let store_changed = tree
@@ -342,7 +377,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if verified.is_some() {
         trust::advance(req.pins, req.dir, &tree)?;
     }
-    trace.mark("write");
+    trace.mark("write", "");
     Ok(outcome(report))
 }
 

@@ -485,3 +485,132 @@ fn keygen_and_the_quick_start_work() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The committed JSON Schema is the one the types give, closed like the
+/// parser (`additionalProperties: false`), and every field of the example,
+/// the upstream file and the wiring fixture is in it.
+#[test]
+fn the_json_schema_is_current_and_covers_the_configs() {
+    let generated = ok(run(&["schema"])).stdout;
+    let committed = std::fs::read(repo("schema/clan-nats-config.schema.json")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&generated),
+        String::from_utf8_lossy(&committed),
+        "regenerate it: clan-nats schema > schema/clan-nats-config.schema.json"
+    );
+    let schema: Value = serde_json::from_slice(&committed).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    fn resolve<'a>(root: &'a Value, mut s: &'a Value) -> &'a Value {
+        while let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            s = &root["$defs"][r.trim_start_matches("#/$defs/")];
+        }
+        s
+    }
+    // Every object key of `v` is a property of a schema `s` can be; returns the unknown ones.
+    fn walk(root: &Value, s: &Value, v: &Value, at: &str, unknown: &mut Vec<String>) {
+        let s = resolve(root, s);
+        if let Some(alts) = s.get("anyOf").or_else(|| s.get("oneOf")).and_then(Value::as_array) {
+            let fitting: Vec<&Value> =
+                alts.iter().map(|a| resolve(root, a)).filter(|a| a.get("type") != Some(&Value::from("null"))).collect();
+            if let Some(a) = fitting.first() {
+                walk(root, a, v, at, unknown);
+            }
+            return;
+        }
+        match v {
+            Value::Object(o) => {
+                if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                    for (k, x) in o {
+                        match props.get(k) {
+                            Some(ps) => walk(root, ps, x, &format!("{at}.{k}"), unknown),
+                            None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                                unknown.push(format!("{at}.{k}"))
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+            Value::Array(a) => {
+                if let Some(items) = s.get("items") {
+                    for (i, x) in a.iter().enumerate() {
+                        walk(root, items, x, &format!("{at}[{i}]"), unknown);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut checked = 0;
+    for f in [
+        "examples/clan-bootstrap.json",
+        "tests/fixtures/cim-keys/clan-bootstrap.json",
+        "tests/fixtures/wiring/explicit.json",
+        "tests/fixtures/insecure/example.json",
+    ] {
+        let v: Value = serde_json::from_slice(&std::fs::read(repo(f)).unwrap()).unwrap();
+        let mut unknown = Vec::new();
+        walk(&schema, &schema, &v, "", &mut unknown);
+        assert!(unknown.is_empty(), "{f}: fields the schema does not have: {unknown:?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+    // And the walker does find a misspelt field.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    v["hosts"][0]["servics"] = serde_json::json!([]);
+    let mut unknown = Vec::new();
+    walk(&schema, &schema, &v, "", &mut unknown);
+    assert_eq!(unknown, [".hosts[0].servics"]);
+}
+
+/// An editor's `"$schema"` key is accepted (and changes nothing in the store).
+#[test]
+fn a_config_may_name_its_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut v: Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    v.as_object_mut().unwrap().insert("$schema".into(), "./clan-nats-config.schema.json".into());
+    let cfg = tmp.path().join("org.json");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    generate(&cfg, &a, &tmp.path().join("a.key"));
+    generate(&example(), &b, &tmp.path().join("b.key"));
+    let users = |d: &std::path::Path| {
+        let v: Value =
+            serde_json::from_slice(&ok(run(&["--json", "list", "users", d.to_str().unwrap()])).stdout).unwrap();
+        v.as_array().unwrap().iter().map(|u| (u["name"].clone(), u["hosts"].clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(users(&a), users(&b));
+}
+
+/// A run over a second shows its phase and counts on a terminal (stderr), and
+/// nothing of the kind when stderr is not a terminal.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let script = require("script");
+    let tmp = tempfile::tempdir().unwrap();
+    let units: Vec<Value> =
+        (0..4).map(|i| serde_json::json!({"name": format!("U{i}"), "nats_account_name": format!("u{i}")})).collect();
+    let people: Vec<Value> = (0..1500)
+        .map(|i| serde_json::json!({"name": format!("svc{i}-service"), "organizational_unit": format!("U{}", i % 4), "role": "Service"}))
+        .collect();
+    let cfg = tmp.path().join("big.json");
+    std::fs::write(&cfg, serde_json::to_vec(&serde_json::json!({"organization": {"name": "big"}, "organizational_units": units, "service_people": people})).unwrap()).unwrap();
+    let args = |dir: &str| generate_args(&cfg, &tmp.path().join(dir), &tmp.path().join(format!("{dir}.key")));
+    // Not a terminal: no progress line.
+    let o = ok(bin().args(args("plain")).output().unwrap());
+    assert!(!stderr(&o).contains("writing the store") && !stderr(&o).contains('\r'), "{}", stderr(&o));
+    // A terminal (script(1) gives the run a pty): the phase after the slow one is shown.
+    let line =
+        std::iter::once(BIN.to_string()).chain(args("tty")).map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+    let o = Command::new(script)
+        .args(["-qefc", &line, "/dev/null"])
+        .env("CLAN_NATS_PINS", pins_file())
+        .env("CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", "1")
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{all}");
+    assert!(all.contains("clan-nats: writing the store ("), "{all}");
+    assert!(all.contains("\r\x1b[K"), "the line is cleared at the end: {all:?}");
+    assert!(tmp.path().join("tty/manifest.json").exists());
+}

@@ -161,6 +161,15 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// The JSON Schema (draft 2020-12) of the config, generated from the types
+/// that parse it, pretty-printed with a final newline left to the caller.
+pub fn json_schema() -> String {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Config)).expect("a schema serializes");
+    schema["title"] = "clan-nats organization config".into();
+    schema["$id"] = "https://github.com/clan-nats/clan-nats/schema/clan-nats-config.schema.json".into();
+    serde_json::to_string_pretty(&schema).expect("a schema serializes")
+}
+
 /// Parse and validate config text, reporting schema and semantic problems
 /// together: an unknown field is set aside (and reported, with the closest
 /// valid name) so the rest of the file is still checked, up to 20 of them.

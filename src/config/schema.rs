@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub organization: Organization,
@@ -29,11 +29,15 @@ pub struct Config {
     /// How accounts are wired to each other: `derived` (default) or `explicit`.
     #[serde(default)]
     pub nats_wiring: Option<Wiring>,
+    /// The JSON Schema an editor checks this file against (ignored here), e.g.
+    /// `"./clan-nats-config.schema.json"` (`clan-nats schema` writes it).
+    #[serde(rename = "$schema", default)]
+    pub json_schema: Option<String>,
 }
 
 /// `derived`: exports/imports follow from the permissions (plus any declared);
 /// `explicit`: only the declared `nats_exports`/`nats_imports`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Wiring {
     #[default]
@@ -42,7 +46,7 @@ pub enum Wiring {
 }
 
 /// `stream` (events, one way) or `service` (request/reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowType {
     Stream,
@@ -59,7 +63,7 @@ impl FlowType {
 }
 
 /// A declared export of a unit (`nats_exports[]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportDecl {
     pub subject: String,
@@ -76,7 +80,7 @@ pub struct ExportDecl {
 }
 
 /// A declared import of a unit (`nats_imports[]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportDecl {
     pub from_unit: String,
@@ -88,7 +92,7 @@ pub struct ImportDecl {
     pub local_subject: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Organization {
     pub name: String,
@@ -100,7 +104,7 @@ pub struct Organization {
     pub domain: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Unit {
     pub name: String,
@@ -120,7 +124,7 @@ pub struct Unit {
     pub nats_imports: Vec<ImportDecl>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Person {
     pub name: String,
@@ -134,7 +138,7 @@ pub struct Person {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NatsPermissions {
     #[serde(default)]
@@ -150,7 +154,7 @@ pub struct NatsPermissions {
 /// Accepted as cim-keys writes it. Only `operator_name` changes the output;
 /// the rest describes nsc's plaintext export and is ignored (clan-nats always
 /// writes every JWT and encrypts every secret).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NscExportConfig {
     #[serde(default)]
@@ -169,7 +173,7 @@ pub struct NscExportConfig {
     pub key_permissions: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     pub name: String,
@@ -180,7 +184,7 @@ pub struct Host {
     pub services: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Owner {
     #[serde(default)]
@@ -191,7 +195,7 @@ pub struct Owner {
     pub age_recipient: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     #[serde(default)]
@@ -206,7 +210,7 @@ pub struct Limits {
     pub jetstream: Option<JetStreamLimits>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JetStreamLimits {
     #[serde(default)]
