@@ -107,12 +107,18 @@ pub struct DirArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate (or reconcile) the store in DIR from an organization config.
+    #[command(
+        after_help = "Examples:\n  clan-nats generate --config org.json --dir nats-store --identity owner.key --new-identity\n  clan-nats generate --config org.json --dir nats-store   # identity from $CLAN_NATS_IDENTITY\n  nix eval --json .#natsOrg | clan-nats generate --config - --dir nats-store"
+    )]
     Generate {
         #[command(flatten)]
         store: StoreArgs,
     },
     /// What `generate` would change, without writing: users and accounts created,
     /// re-keyed, re-issued or removed (and why), who gains or loses access, next steps.
+    #[command(
+        after_help = "Examples:\n  clan-nats plan --config org.json --dir nats-store --identity owner.key\n  clan-nats plan --config org.json --dir nats-store --detailed-exitcode --json"
+    )]
     Plan {
         #[command(flatten)]
         store: StoreArgs,
@@ -122,9 +128,14 @@ pub enum Command {
     },
     /// Check signatures, the operator → account → user chain, the layout, every
     /// sha256, governance and recipients; with an identity, decrypt and check every secret.
+    #[command(
+        after_help = "Examples:\n  clan-nats verify nats-store\n  clan-nats verify --dir nats-store --identity /etc/ssh/ssh_host_ed25519_key   # as a host: its own secrets\n  clan-nats verify nats-store --operator OABC…   # against a key you trust"
+    )]
     Verify {
         #[command(flatten)]
         dir: ReadDir,
+        /// An identity (the owner's, a specialist's, a host's ssh or age key): also
+        /// decrypt and check every secret it is a recipient of.
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
         /// The operator public key (O…) to check against; default: this machine's pin
@@ -134,8 +145,10 @@ pub enum Command {
     },
     /// Pin a store on this machine: after a full verification against the
     /// operator key you give (checked out of band), later commands trust it.
+    #[command(after_help = "Examples:\n  clan-nats trust --dir nats-store --operator OABC…")]
     Trust {
-        #[arg(long)]
+        /// The store directory.
+        #[arg(long, alias = "out")]
         dir: Utf8PathBuf,
         /// The operator public key (O…) the store must be signed under.
         #[arg(long, value_name = "KEY")]
@@ -150,6 +163,9 @@ pub enum Command {
         target: RotateTarget,
     },
     /// Write a plaintext nsc data dir and keystore (stores/, keys/) for the nsc and nats CLIs.
+    #[command(
+        after_help = "Examples:\n  clan-nats export-nsc --dir nats-store --identity owner.key --to /dev/shm/nsc\n  nsc --data-dir /dev/shm/nsc/stores --keystore-dir /dev/shm/nsc/keys describe operator"
+    )]
     ExportNsc {
         #[command(flatten)]
         dir: DirArgs,
@@ -158,6 +174,9 @@ pub enum Command {
         to: Utf8PathBuf,
     },
     /// Adopt an existing nsc operator's keys into a new store, without re-keying.
+    #[command(
+        after_help = "Examples:\n  clan-nats import-nsc --from ~/.local/share/nats/nsc --keys ~/.local/share/nats/nsc/keys --config org.json --dir nats-store --identity owner.key --new-identity"
+    )]
     ImportNsc {
         /// The nsc data dir (containing stores/) or the stores dir itself.
         #[arg(long)]
@@ -170,11 +189,17 @@ pub enum Command {
     },
     /// Start a store's governance: the owner identity, the operator keys, the
     /// signed ownership record and the first audit entry.
+    #[command(
+        after_help = "Examples:\n  clan-nats init --dir nats-store --owner-id github:alice --owner-name 'Alice' --identity owner.key"
+    )]
     Init {
-        #[arg(long)]
+        /// The store directory (must hold no store yet).
+        #[arg(long, alias = "out")]
         dir: Utf8PathBuf,
+        /// The owner's stable id (e.g. github:alice), recorded in the signed ownership record.
         #[arg(long)]
         owner_id: String,
+        /// The owner's name, for people reading the record.
         #[arg(long)]
         owner_name: String,
         /// The owner's age identity; created (mode 0600) if missing.
@@ -187,9 +212,13 @@ pub enum Command {
         command: TeamCommand,
     },
     /// The store's organization and the role of an identity in it.
+    #[command(
+        after_help = "Examples:\n  clan-nats info nats-store --identity owner.key\n  clan-nats info --dir nats-store --flows"
+    )]
     Info {
         #[command(flatten)]
         dir: ReadDir,
+        /// An identity whose role in the store to show (master, specialist, none).
         #[arg(long)]
         identity: Option<Utf8PathBuf>,
         /// Show the flows between accounts: who can hear whom.
@@ -219,6 +248,7 @@ pub enum Command {
         after_help = "Examples:\n  clan-nats completions bash > ~/.local/share/bash-completion/completions/clan-nats\n  clan-nats completions zsh > \"${fpath[1]}/_clan-nats\""
     )]
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: Shell,
     },
@@ -285,23 +315,31 @@ impl ReadDir {
 #[derive(Debug, Subcommand)]
 pub enum RotateTarget {
     /// A new key for a service user; its old creds stop working everywhere.
+    #[command(after_help = "Examples:\n  clan-nats rotate user audio-service --dir nats-store --identity owner.key")]
     User {
+        /// The user's name (see `clan-nats list users`).
         name: String,
         #[command(flatten)]
         dir: DirArgs,
     },
     /// New identity and signing keys for an account; all its users are re-issued.
+    #[command(after_help = "Examples:\n  clan-nats rotate account media --dir nats-store --identity owner.key --yes")]
     Account {
+        /// The account's name (see `clan-nats list accounts`).
         name: String,
         #[command(flatten)]
         dir: DirArgs,
     },
     /// A new operator signing key; every account is re-signed.
+    #[command(after_help = "Examples:\n  clan-nats rotate operator-signing-key --dir nats-store --identity owner.key")]
     OperatorSigningKey {
         #[command(flatten)]
         dir: DirArgs,
     },
     /// Refused: see the message.
+    #[command(
+        after_help = "Examples:\n  clan-nats rotate operator-signing-key --dir nats-store --identity owner.key   # what to do instead"
+    )]
     Operator {
         #[command(flatten)]
         dir: DirArgs,
@@ -311,9 +349,14 @@ pub enum RotateTarget {
 #[derive(Debug, Subcommand)]
 pub enum TeamCommand {
     /// Add a specialist: their recipient is added to the creds of their units' services.
+    #[command(
+        after_help = "Examples:\n  clan-nats team add --id bob --name Bob --recipient age1… --units Media --dir nats-store --identity owner.key"
+    )]
     Add {
+        /// The specialist's stable id (recorded in the ownership record).
         #[arg(long)]
         id: String,
+        /// The specialist's name, for people reading the record.
         #[arg(long)]
         name: String,
         /// The specialist's age recipient (age1… or ssh-ed25519 …).
@@ -326,9 +369,14 @@ pub enum TeamCommand {
         dir: DirArgs,
     },
     /// Invite a specialist: prints a token signed by the owner (a bearer secret: send it privately).
+    #[command(
+        after_help = "Examples:\n  clan-nats team invite --id bob --name Bob --units Media --dir nats-store --identity owner.key > bob.invite"
+    )]
     Invite {
+        /// The specialist's stable id (recorded in the ownership record).
         #[arg(long)]
         id: String,
+        /// The specialist's name, for people reading the record.
         #[arg(long)]
         name: String,
         /// Comma-separated unit names; sub-units are included.
@@ -341,6 +389,9 @@ pub enum TeamCommand {
         dir: DirArgs,
     },
     /// Answer an invitation on your own machine: prints a join request for the owner.
+    #[command(
+        after_help = "Examples:\n  clan-nats team join --token @bob.invite --identity ~/.config/clan-nats/identity.txt"
+    )]
     Join {
         /// The invitation: `-` reads it from standard input, `@FILE` from a file.
         #[arg(long)]
@@ -350,6 +401,9 @@ pub enum TeamCommand {
         identity: Utf8PathBuf,
     },
     /// Accept a join request (owner only) after confirming the requester's fingerprint.
+    #[command(
+        after_help = "Examples:\n  clan-nats team accept --request @bob.request --dir nats-store --identity owner.key"
+    )]
     Accept {
         /// The join request: `-` reads it from standard input, `@FILE` from a file.
         #[arg(long)]
@@ -361,12 +415,19 @@ pub enum TeamCommand {
         dir: DirArgs,
     },
     /// List the team, removed members included.
+    #[command(
+        after_help = "Examples:\n  clan-nats team list nats-store\n  clan-nats team list --dir nats-store --json"
+    )]
     List {
         #[command(flatten)]
         dir: ReadDir,
     },
     /// Remove a specialist: kept in the history as inactive, creds re-encrypted without them.
+    #[command(
+        after_help = "Examples:\n  clan-nats team remove --id bob --rotate --dir nats-store --identity owner.key"
+    )]
     Remove {
+        /// The id of the specialist to remove (see `clan-nats team list`).
         #[arg(long)]
         id: String,
         /// Also rotate every user whose creds the member could read.
@@ -380,13 +441,18 @@ pub enum TeamCommand {
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
     /// Every secret and who (by name) can decrypt it.
+    #[command(after_help = "Examples:\n  clan-nats vault status nats-store")]
     Status {
         #[command(flatten)]
         dir: ReadDir,
     },
     /// Print a seed to stdout (owner only): operator, operator-signing,
     /// account:NAME, account-signing:NAME, user:NAME, or a public key.
+    #[command(
+        after_help = "Examples:\n  clan-nats vault request-key user:audio-service --dir nats-store --identity owner.key"
+    )]
     RequestKey {
+        /// operator, operator-signing, account:NAME, account-signing:NAME, user:NAME, or a public key.
         name: String,
         #[command(flatten)]
         dir: DirArgs,
@@ -1127,4 +1193,40 @@ fn trust_cmd(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every command has help text, and every command that
+    /// does something ends its help with examples.
+    #[test]
+    fn every_argument_has_help_and_every_command_examples() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+            }
+            let subs: Vec<_> = c.get_subcommands().filter(|s| s.get_name() != "help").collect();
+            if subs.is_empty() {
+                let examples = c.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                if !examples.contains("clan-nats ") {
+                    missing.push(format!("{path}: no examples"));
+                }
+            }
+            for s in subs {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "clan-nats", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
 }
