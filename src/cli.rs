@@ -955,27 +955,9 @@ fn team(command: TeamCommand, pins: &mut Pins, json: bool, out: &mut dyn Write) 
             Ok(())
         }
         TeamCommand::Remove { id, rotate, dir } => {
-            let readable = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-            let r2 = readable.clone();
-            let target = id.clone();
             let mut confirm = confirm_changes(dir.yes);
-            let outcome = ops::reconcile(
-                request(&dir, "team-remove", None, pins, &mut confirm),
-                Some(Box::new(move |g, m| {
-                    let (details, users) = ops::remove_member(g, m, &target)?;
-                    *r2.borrow_mut() = users;
-                    Ok(details)
-                })),
-            )?;
-            let users = readable.borrow().clone();
-            let mut rotated = Vec::new();
-            if rotate {
-                for u in &users {
-                    let mut confirm = confirm_changes(dir.yes);
-                    ops::reconcile(request(&dir, "rotate", Some(Rotation::User(u.clone())), pins, &mut confirm), None)?;
-                    rotated.push(u.clone());
-                }
-            }
+            let removal = ops::team_remove(request(&dir, "team-remove", None, pins, &mut confirm), &id, rotate)?;
+            let (outcome, users, rotated) = (removal.outcome, removal.could_read, removal.rotated);
             if json {
                 writeln!(
                     out,

@@ -66,6 +66,8 @@ pub struct Specialist {
 pub enum Rotation {
     /// The user's key: old creds stop working (the old key is revoked).
     User(String),
+    /// Several users' keys at once, in one write (`team remove --rotate`).
+    Users(Vec<String>),
     /// The account's identity and signing keys: every user of it is re-issued.
     Account(String),
     /// The operator's signing key: every account is re-signed.
@@ -76,6 +78,7 @@ impl Rotation {
     fn matches(&self, role: &str, account: &str, user: &str) -> bool {
         match self {
             Rotation::User(n) => role == "user" && user == n,
+            Rotation::Users(ns) => role == "user" && ns.iter().any(|n| n == user),
             Rotation::Account(n) => (role == "account" || role == "account-signing") && account == n,
             Rotation::OperatorSigningKey => role == "operator-signing",
         }
@@ -83,20 +86,16 @@ impl Rotation {
 
     /// Check the target exists in the plan.
     pub fn check(&self, plan: &Plan) -> Result<(), String> {
-        let found = match self {
-            Rotation::User(n) => plan.accounts.iter().any(|a| a.users.iter().any(|u| &u.name == n)),
-            Rotation::Account(n) => plan.accounts.iter().any(|a| &a.name == n),
-            Rotation::OperatorSigningKey => true,
+        let user = |n: &String| plan.accounts.iter().any(|a| a.users.iter().any(|u| &u.name == n));
+        let missing = match self {
+            Rotation::User(n) => (!user(n)).then(|| ("user", n.as_str())),
+            Rotation::Users(ns) => ns.iter().find(|n| !user(n)).map(|n| ("user", n.as_str())),
+            Rotation::Account(n) => (!plan.accounts.iter().any(|a| &a.name == n)).then(|| ("account", n.as_str())),
+            Rotation::OperatorSigningKey => None,
         };
-        if found {
-            Ok(())
-        } else {
-            let what = if matches!(self, Rotation::User(_)) { "user" } else { "account" };
-            let name = match self {
-                Rotation::User(n) | Rotation::Account(n) => n.as_str(),
-                Rotation::OperatorSigningKey => "",
-            };
-            Err(format!("there is no {what} named {name:?} in the config"))
+        match missing {
+            None => Ok(()),
+            Some((what, name)) => Err(format!("there is no {what} named {name:?} in the config")),
         }
     }
 }

@@ -520,6 +520,74 @@ pub fn remove_member(g: &mut Governance, m: &Manifest, id: &str) -> Result<(serd
     Ok((serde_json::json!({"id": id, "could_read": readable}), readable))
 }
 
+/// What `team remove` did.
+pub struct Removal {
+    pub outcome: Outcome,
+    /// The users whose creds the member could read (their copies stay valid until rotated).
+    pub could_read: Vec<String>,
+    /// The users rotated (all of `could_read` with `rotate`, else none).
+    pub rotated: Vec<String>,
+}
+
+/// `team remove`: mark the member inactive and re-encrypt without them; with
+/// `rotate`, then give every user whose creds they could read a new key, in
+/// one more write (revoking the old keys, so kept copies stop working).
+pub fn team_remove(req: Request, id: &str, rotate: bool) -> Result<Removal, Error> {
+    let readable = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = readable.clone();
+    let target = id.to_string();
+    let Request { config, dir, identity, allow_insecure_fixture_keys, now, pins, confirm, .. } = req;
+    let outcome = reconcile(
+        Request {
+            config,
+            dir,
+            identity,
+            admins: None,
+            rotate: None,
+            imported: None,
+            action: "team-remove",
+            format: None,
+            now,
+            pins: &mut *pins,
+            confirm: &mut *confirm,
+            dry_run: false,
+            new_identity: false,
+            allow_insecure_fixture_keys,
+        },
+        Some(Box::new(move |g, m| {
+            let (details, users) = remove_member(g, m, &target)?;
+            *seen.borrow_mut() = users;
+            Ok(details)
+        })),
+    )?;
+    let could_read = readable.borrow().clone();
+    let rotated = if rotate && !could_read.is_empty() {
+        reconcile(
+            Request {
+                config,
+                dir,
+                identity,
+                admins: None,
+                rotate: Some(Rotation::Users(could_read.clone())),
+                imported: None,
+                action: "rotate",
+                format: None,
+                now,
+                pins,
+                confirm,
+                dry_run: false,
+                new_identity: false,
+                allow_insecure_fixture_keys,
+            },
+            None,
+        )?;
+        could_read.clone()
+    } else {
+        Vec::new()
+    };
+    Ok(Removal { outcome, could_read, rotated })
+}
+
 /// `export-nsc`: verify the store, write the plaintext nsc tree to `to`, and
 /// record the export in the audit log (owner only: the entry is signed with
 /// the operator key). No local path is recorded: the log is committed.

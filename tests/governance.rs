@@ -332,6 +332,16 @@ fn team_remove_takes_the_member_out_of_every_file() {
     let new_audio =
         m.accounts.iter().flat_map(|a| &a.users).find(|u| u.name == "audio-service").unwrap().public_key.clone();
     assert_ne!(new_audio, audio, "--rotate gave audio-service a new key");
+    // All three keys in one write: the log ends with the removal and one rotation.
+    let log = AuditLog::parse(&std::fs::read(org.dir.join("governance/audit.jsonl")).unwrap()).unwrap();
+    let actions: Vec<&str> = log.entries.iter().rev().take(2).map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["rotate", "team-remove"]);
+    let old_keys = m.accounts.iter().find(|a| a.name == "media").unwrap();
+    let jwt = std::fs::read_to_string(org.dir.join(&old_keys.jwt)).unwrap();
+    let payload = jwt.trim().split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&data_encoding::BASE64URL_NOPAD.decode(payload.as_bytes()).unwrap()).unwrap();
+    assert!(claims["nats"]["revocations"].as_object().unwrap().contains_key(&audio), "the old key is revoked");
     let list = run(&["--json", "team", "list", "--dir", org.dir.to_str().unwrap()]);
     let members: Value = serde_json::from_slice(&list.stdout).unwrap();
     assert_eq!(members[0]["id"], "github:bob");
