@@ -88,9 +88,9 @@ impl Rotation {
     pub fn check(&self, plan: &Plan) -> Result<(), String> {
         let user = |n: &String| plan.accounts.iter().any(|a| a.users.iter().any(|u| &u.name == n));
         let missing = match self {
-            Rotation::User(n) => (!user(n)).then(|| ("user", n.as_str())),
+            Rotation::User(n) => (!user(n)).then_some(("user", n.as_str())),
             Rotation::Users(ns) => ns.iter().find(|n| !user(n)).map(|n| ("user", n.as_str())),
-            Rotation::Account(n) => (!plan.accounts.iter().any(|a| &a.name == n)).then(|| ("account", n.as_str())),
+            Rotation::Account(n) => (!plan.accounts.iter().any(|a| &a.name == n)).then_some(("account", n.as_str())),
             Rotation::OperatorSigningKey => None,
         };
         match missing {
