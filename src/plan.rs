@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Limits, Person, Unit, SERVICE_ROLE};
+use crate::config::{Config, Limits, Person, SERVICE_ROLE};
 use crate::jwt::account::AccountLimits;
 use crate::jwt::user::{Permission, Permissions, ResponsePermission};
 
-/// The system account and its admin user.
-pub const SYSTEM_ACCOUNT: &str = "SYS";
+pub use crate::config::naming::{operator_name, unit_accounts, SYSTEM_ACCOUNT};
+/// The system account's admin user.
 pub const SYSTEM_USER: &str = "sys";
 /// The default payload limit of a user without `nats_permissions`.
 pub const DEFAULT_PAYLOAD: i64 = 1024 * 1024;
@@ -77,30 +77,6 @@ pub struct HostPlan {
     pub nats_server: bool,
     /// Sorted service (user) names.
     pub services: Vec<String>,
-}
-
-/// The account each unit belongs to, index for index: its own `nats_account_name`,
-/// else its nearest ancestor's, else (top level) its name in lower case.
-/// Requires a parent tree without unknown parents or cycles (validation checks).
-pub fn unit_accounts(units: &[Unit]) -> Vec<String> {
-    let index: HashMap<&str, usize> = units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
-    (0..units.len())
-        .map(|mut i| loop {
-            let u = &units[i];
-            if let Some(a) = &u.nats_account_name {
-                break a.clone();
-            }
-            match u.parent.as_deref().and_then(|p| index.get(p)) {
-                Some(&p) => i = p,
-                None => break u.name.to_ascii_lowercase(),
-            }
-        })
-        .collect()
-}
-
-/// The operator's name: `nsc_export_config.operator_name`, else `organization.name`.
-pub fn operator_name(c: &Config) -> String {
-    c.nsc_export_config.as_ref().and_then(|n| n.operator_name.clone()).unwrap_or_else(|| c.organization.name.clone())
 }
 
 /// The reply-inbox prefix of a user: `_INBOX_<name>`. Each service gets its

@@ -2,6 +2,7 @@
 //! and validation with field paths ([`validate`]).
 
 pub mod fixtures;
+pub mod naming;
 pub mod schema;
 pub mod subject;
 pub mod validate;

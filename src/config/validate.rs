@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::naming;
 use super::schema::{Config, Limits, SERVICE_ROLE};
 use super::subject::{subject_problem, subscribe_problem};
 use super::Issue;
-use crate::plan;
 use crate::vault;
 
 /// Largest message payload nats-server accepts (its hard limit, 64 MiB).
@@ -156,7 +156,7 @@ fn units(c: &Config, v: &mut Collector) -> bool {
         v.text(format!("organizational_units[{i}].unit_type"), u.unit_type.as_deref(), MAX_TEXT);
         if let Some(a) = &u.nats_account_name {
             v.name(format!("organizational_units[{i}].nats_account_name"), a);
-            if a.eq_ignore_ascii_case(plan::SYSTEM_ACCOUNT) {
+            if a.eq_ignore_ascii_case(naming::SYSTEM_ACCOUNT) {
                 v.add(
                     format!("organizational_units[{i}].nats_account_name"),
                     format!("{a:?} is reserved for the system account"),
@@ -221,12 +221,12 @@ fn units(c: &Config, v: &mut Collector) -> bool {
         return false;
     }
     // Derived account names must not collide with explicit ones or the system account.
-    let accounts = plan::unit_accounts(us);
+    let accounts = naming::unit_accounts(us);
     let mut owners: BTreeMap<String, usize> = BTreeMap::new();
     for (i, u) in us.iter().enumerate() {
         if u.nats_account_name.is_none() && u.parent.is_none() {
             let derived = &accounts[i];
-            if derived.eq_ignore_ascii_case(plan::SYSTEM_ACCOUNT) {
+            if derived.eq_ignore_ascii_case(naming::SYSTEM_ACCOUNT) {
                 v.add(format!("organizational_units[{i}].name"), format!("unit {:?} would get the account name {derived:?}, which is reserved for the system account; set nats_account_name", u.name));
             }
             if let Some(p) = name_problem(derived) {
@@ -372,7 +372,7 @@ fn people(c: &Config, v: &mut Collector) {
 /// would both get `….x.>` and read each other's traffic. (Stems are single
 /// tokens, since service names hold no '.', so two spaces are nested only if equal.)
 fn namespaces(c: &Config, v: &mut Collector) {
-    let accounts = plan::unit_accounts(&c.organizational_units);
+    let accounts = naming::unit_accounts(&c.organizational_units);
     let account_of: HashMap<&str, &str> =
         c.organizational_units.iter().zip(&accounts).map(|(u, a)| (u.name.as_str(), a.as_str())).collect();
     let mut seen: HashMap<(String, String), (usize, &str)> = HashMap::new();
