@@ -8,6 +8,7 @@
   nats-server,
   age,
   util-linux,
+  openssh,
   installShellFiles,
   stdenv,
 }:
@@ -37,8 +38,10 @@ rustPlatform.buildRustPackage {
   nativeCheckInputs = [
     nats-server
     age
-    # `script` gives tests/cli.rs's progress test a terminal.
+    # `script` and `setsid` give tests/cli.rs a terminal or take it away;
+    # ssh-keygen makes its passphrase-protected key.
     util-linux
+    openssh
   ];
 
   nativeBuildInputs = [ installShellFiles ];

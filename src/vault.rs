@@ -122,7 +122,21 @@ impl Identity {
                     inner: vec![Box::new(id)],
                     recipients: pubkey.into_iter().collect(),
                 }),
-                _ => Err(err("passphrase-protected or unsupported ssh keys are not supported".into())),
+                age::ssh::Identity::Encrypted(key) => {
+                    let passphrase = ssh_passphrase(path).map_err(err)?;
+                    let key: age::ssh::Identity = key
+                        .decrypt(passphrase)
+                        .map_err(|_| err("wrong passphrase for this ssh key (or a key type age cannot use)".into()))?
+                        .into();
+                    Ok(Identity {
+                        path: path.to_owned(),
+                        inner: vec![Box::new(key)],
+                        recipients: pubkey.into_iter().collect(),
+                    })
+                }
+                age::ssh::Identity::Unsupported(k) => {
+                    Err(err(format!("an ssh key age cannot use ({k:?}); use an ed25519 or RSA key or an age identity")))
+                }
             };
         }
         let mut inner: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
@@ -235,6 +249,23 @@ fn ssh_public_of(path: &Utf8Path) -> Result<Option<String>, VaultError> {
         Ok(t) => Ok(Some(parse_recipient(&t)?.text)),
         Err(_) => Ok(None),
     }
+}
+
+/// The passphrase of a protected ssh key, read once per run: from the file
+/// `$CLAN_NATS_SSH_PASSPHRASE_FILE` names (it must be private, like an
+/// identity), else asked on the terminal without echo. Never from argv.
+fn ssh_passphrase(path: &Utf8Path) -> Result<age::secrecy::SecretString, String> {
+    if let Some(file) = std::env::var_os("CLAN_NATS_SSH_PASSPHRASE_FILE") {
+        let file = Utf8PathBuf::from_path_buf(file.into())
+            .map_err(|_| "CLAN_NATS_SSH_PASSPHRASE_FILE is not UTF-8".to_string())?;
+        check_private(&file).map_err(|m| format!("CLAN_NATS_SSH_PASSPHRASE_FILE {file}: {m}"))?;
+        let text = fs::read_to_string(&file).map_err(|e| format!("CLAN_NATS_SSH_PASSPHRASE_FILE {file}: {e}"))?;
+        let line = text.lines().next().unwrap_or_default().to_string();
+        return Ok(age::secrecy::SecretString::from(line));
+    }
+    rpassword::prompt_password(format!("passphrase for {path}: "))
+        .map(age::secrecy::SecretString::from)
+        .map_err(|e| format!("this ssh key is passphrase-protected and there is no terminal to ask on ({e}); set CLAN_NATS_SSH_PASSPHRASE_FILE to a private file holding it"))
 }
 
 /// `ssh-ed25519 <base64>` from an OpenSSH private key file: magic

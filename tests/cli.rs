@@ -614,3 +614,71 @@ fn progress_shows_on_a_terminal_only() {
     assert!(all.contains("\r\x1b[K"), "the line is cleared at the end: {all:?}");
     assert!(tmp.path().join("tty/manifest.json").exists());
 }
+
+/// A passphrase-protected ssh key works as an identity: the passphrase comes
+/// from a private file named by CLAN_NATS_SSH_PASSPHRASE_FILE or from the
+/// terminal, never argv; a wrong one or no way to ask is a clear error.
+#[test]
+fn a_passphrase_protected_ssh_key_is_an_identity() {
+    use std::os::unix::fs::PermissionsExt;
+    let keygen = require("ssh-keygen");
+    let script = require("script");
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("media1_ed25519");
+    let o = Command::new(keygen)
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-C", "media1", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let public = std::fs::read_to_string(key.with_extension("pub"))
+        .unwrap_or_else(|_| std::fs::read_to_string(format!("{}.pub", key.display())).unwrap());
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    let media1 = cfg["hosts"].as_array_mut().unwrap().iter_mut().find(|h| h["name"] == "media1").unwrap();
+    media1["age_recipient"] = public.trim().into();
+    let file = tmp.path().join("org.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    let (dir, owner) = (tmp.path().join("store"), tmp.path().join("owner.key"));
+    generate(&file, &dir, &owner);
+    let (d, k) = (dir.to_str().unwrap(), key.to_str().unwrap());
+
+    let pass = tmp.path().join("pass");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = ok(bin()
+        .args(["verify", d, "--identity", k])
+        .env("CLAN_NATS_SSH_PASSPHRASE_FILE", &pass)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("3 secret(s) decrypted and checked"), "media1's three creds: {text}");
+
+    // Wrong passphrase; a passphrase file others can read; no terminal and no file.
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let o = bin().args(["verify", d, "--identity", k]).env("CLAN_NATS_SSH_PASSPHRASE_FILE", &pass).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = bin().args(["verify", d, "--identity", k]).env("CLAN_NATS_SSH_PASSPHRASE_FILE", &pass).output().unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("CLAN_NATS_SSH_PASSPHRASE_FILE"), "{}", stderr(&o));
+    let o = Command::new("setsid")
+        .args(["-w", env!("CARGO_BIN_EXE_clan-nats"), "verify", d, "--identity", k])
+        .env("CLAN_NATS_PINS", pins_file())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && stderr(&o).contains("no terminal to ask on"), "{}", stderr(&o));
+
+    // On a terminal: asked once, without echo.
+    let line = format!("'{}' verify '{d}' --identity '{k}'", env!("CARGO_BIN_EXE_clan-nats"));
+    let mut c = Command::new(script);
+    c.args(["-qefc", &line, "/dev/null"]).env("CLAN_NATS_PINS", pins_file());
+    let o = with_stdin(c, b"correct horse\n");
+    let all = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{all}");
+    assert_eq!(all.matches("passphrase for ").count(), 1, "{all}");
+    assert!(all.contains("3 secret(s) decrypted and checked"), "{all}");
+    // (script's pty echoes what was typed ahead of the prompt; after it, nothing.)
+    let after = &all[all.find("passphrase for ").unwrap()..];
+    assert!(!after.contains("correct horse"), "the passphrase is not echoed: {all}");
+}
