@@ -12,6 +12,10 @@ rec {
     timeout = "1.9s";
   };
 
+  # The configuration nats.service runs (under /etc): a stable path, so an
+  # account change is a new file and a reload, not a new unit and a restart.
+  etcConfig = "clan-nats/nats.conf";
+
   # services.clan-nats.credentials
   # Root-only ramfs that holds the decrypted creds. Keep in sync with the
   # mount in nix/decrypt-script.nix and with nix/README.md.

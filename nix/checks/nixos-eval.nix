@@ -77,7 +77,19 @@ let
       resolver = "full";
       jetstream = true;
       openFirewall = true;
+      firewallInterfaces = [ "wg0" ];
       settings.max_payload = 2097152;
+    };
+  };
+  tlsServer = eval {
+    networking.hostName = "nats1";
+    services.clan-nats.server = {
+      enable = true;
+      store = fixture;
+      tls = {
+        certFile = "/var/lib/acme/nats/cert.pem";
+        keyFile = "/var/lib/acme/nats/key.pem";
+      };
     };
   };
   # core1 asks for audio-service, which the manifest gives to media1 only.
@@ -136,9 +148,80 @@ let
         4222
       ];
     };
-    "server: validateConfig stays on" = {
-      actual = nats1.services.nats.validateConfig;
-      expected = true;
+    "server: nixpkgs' validateConfig on for memory, off for full (it would mkdir /var/lib/nats/jwt)" = {
+      actual = [
+        nats1.services.nats.validateConfig
+        full.services.nats.validateConfig
+      ];
+      expected = [
+        true
+        false
+      ];
+    };
+    "server: our own check of the deployed file is part of the system, for both resolvers" = {
+      actual = map (c: map (d: lib.hasInfix "clan-nats-nats.conf" (toString d)) c.system.checks) [
+        nats1
+        full
+      ];
+      expected = [
+        [ true ]
+        [ true ]
+      ];
+    };
+    "server: ExecStart names the stable /etc path, installed from the checked file" = {
+      actual = {
+        exec = lib.hasSuffix " -c /etc/clan-nats/nats.conf" nats1.systemd.services.nats.serviceConfig.ExecStart;
+        etc = lib.hasInfix "clan-nats-nats.conf" (toString nats1.environment.etc."clan-nats/nats.conf".source);
+      };
+      expected = {
+        exec = true;
+        etc = true;
+      };
+    };
+    "server: an account change reloads (reloadTriggers), only non-reloadable settings restart" = {
+      actual = {
+        reload = map (t: lib.hasInfix "clan-nats-nats.conf" (toString t)) nats1.systemd.services.nats.reloadTriggers;
+        # The restart trigger holds no account JWT of resolver_preload.
+        restartHasPreload = lib.any (
+          t: lib.any (jwt: lib.hasInfix jwt (toString t)) (lib.attrValues (lib.removeAttrs serverJson.resolver_preload [ serverJson.system_account ]))
+        ) nats1.systemd.services.nats.restartTriggers;
+        restartHasPort = lib.any (t: lib.hasInfix "\"port\":4222" (toString t)) nats1.systemd.services.nats.restartTriggers;
+      };
+      expected = {
+        reload = [ true ];
+        restartHasPreload = false;
+        restartHasPort = true;
+      };
+    };
+    "server: server_name is the machine name, not nixpkgs' \"nats\"" = {
+      actual = natsSettings.server_name;
+      expected = "nats1";
+    };
+    "server: firewallInterfaces opens the port on those interfaces only" = {
+      actual = {
+        mesh = full.networking.firewall.interfaces.wg0.allowedTCPPorts;
+        closed = nats1.networking.firewall.interfaces;
+      };
+      expected = {
+        mesh = [ 4222 ];
+        closed = { };
+      };
+    };
+    "server: client TLS from certificate paths, as systemd credentials" = {
+      actual = {
+        inherit (tlsServer.services.nats.settings) tls;
+        creds = tlsServer.systemd.services.nats.serviceConfig.LoadCredential;
+      };
+      expected = {
+        tls = {
+          cert_file = "/run/credentials/nats.service/tls.crt";
+          key_file = "/run/credentials/nats.service/tls.key";
+        };
+        creds = [
+          "tls.crt:/var/lib/acme/nats/cert.pem"
+          "tls.key:/var/lib/acme/nats/key.pem"
+        ];
+      };
     };
     "server: no nkey seed in the nats settings" = {
       actual = helpers.seeds.count (builtins.toJSON natsSettings);
