@@ -55,7 +55,7 @@ chmod 755 "$work"
 mkdir "$work/bin"
 stdenv_tools=(bash sh find xargs diff cmp sed grep egrep fgrep awk gawk tar gzip gunzip bzip2 xz make patch)
 mapfile -t coreutils < <(dpkg -L coreutils | grep -E '^/(usr/)?bin/' | xargs -n1 basename)
-native_check_inputs=(nats-server age git)
+native_check_inputs=(nats-server age age-keygen git)
 for t in "${stdenv_tools[@]}" "${coreutils[@]}" kill "${native_check_inputs[@]}"; do
   p=$(type -P "$t") || continue # a file, not a shell builtin (kill)
   ln -sf "$(readlink -f "$p")" "$work/bin/$t"

@@ -67,6 +67,11 @@ pub struct StoreArgs {
     /// Show what would change (like `clan-nats plan`), write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The clan directory where `clan:<machine>` host recipients are looked up
+    /// (sops key, age key, then the openssh var). Default: $CLAN_NATS_CLAN_DIR,
+    /// which `nix run .#generate` sets to the flake root.
+    #[arg(long, value_name = "DIR")]
+    pub clan_dir: Option<Utf8PathBuf>,
 }
 
 /// An existing store and the identity acting on it.
@@ -85,6 +90,9 @@ pub struct DirArgs {
     /// recipient, or changes that stop deployed credentials from working.
     #[arg(long)]
     pub yes: bool,
+    /// The clan directory for `clan:<machine>` host recipients (default: $CLAN_NATS_CLAN_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub clan_dir: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +357,7 @@ fn request<'a>(
         pins,
         confirm,
         dry_run: false,
+        clan_dir: d.clan_dir.as_deref(),
     }
 }
 
@@ -366,6 +375,7 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str, pins: &'a mut Pins, conf
         pins,
         confirm,
         dry_run: s.dry_run,
+        clan_dir: s.clan_dir.as_deref(),
     }
 }
 

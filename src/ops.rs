@@ -46,6 +46,9 @@ pub struct Request<'a> {
     pub confirm: Confirm<'a>,
     /// Decide everything, write nothing (`plan`, `generate --dry-run`).
     pub dry_run: bool,
+    /// Where `clan:<machine>` host recipients are looked up (`--clan-dir`;
+    /// `None`: `$CLAN_NATS_CLAN_DIR`). See [`config::clan`].
+    pub clan_dir: Option<&'a Utf8Path>,
 }
 
 /// What a reconcile did.
@@ -120,13 +123,15 @@ fn config_of(req: &Request, existing: &Tree) -> Result<(Utf8PathBuf, Vec<u8>), E
     }
 }
 
-/// Parse and validate a config given as bytes (from `--config` or the store).
-fn parse_config(path: &Utf8Path, bytes: &[u8]) -> Result<config::Config, Error> {
+/// Parse and validate a config given as bytes (from `--config` or the store);
+/// `clan:<machine>` host recipients are taken from the clan directory first.
+fn parse_config(path: &Utf8Path, bytes: &[u8], clan_dir: Option<&Utf8Path>) -> Result<config::Config, Error> {
     let text = std::str::from_utf8(bytes).map_err(|_| config::ConfigError {
         file: path.to_owned(),
         issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
     })?;
-    let cfg = config::parse(path, text)?;
+    let mut cfg = config::parse(path, text)?;
+    config::clan::resolve(&mut cfg, path, clan_dir)?;
     let issues = config::validate::validate(&cfg);
     if !issues.is_empty() {
         return Err(config::ConfigError { file: path.to_owned(), issues }.into());
@@ -145,9 +150,12 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     trace.mark("read and verify the existing store");
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &old_tree)?;
-    let cfg = parse_config(&config_path, &config_bytes)?;
+    let cfg = parse_config(&config_path, &config_bytes, req.clan_dir)?;
     if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
-        let old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
+        let mut old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
+        // The stored config keeps `clan:<machine>`: compare the keys it meant,
+        // as far as the clan directory still has them (else the text as stored).
+        let _ = config::clan::resolve(&mut old_cfg, &req.dir.join(CONFIG), req.clan_dir);
         let changes = config::recipient_changes(&old_cfg, &cfg);
         if !changes.is_empty()
             && !req.dry_run
@@ -743,6 +751,7 @@ pub fn accept(
         pins,
         confirm: &mut |_, _| Ok(false),
         dry_run: false,
+        clan_dir: None,
     };
     let outcome = reconcile(
         r,

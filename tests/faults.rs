@@ -56,15 +56,24 @@ fn in_own_mount_namespace(test: &str) -> bool {
         .output()
         .expect("unshare runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{test} in its own mount namespace failed:
+    assert!(
+        out.status.success(),
+        "{test} in its own mount namespace failed:
 {stdout}
-{stderr}");
-    assert!(stdout.contains("1 passed"), "{test} did not run in its mount namespace:
+{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its mount namespace:
 {stdout}
-{stderr}");
+{stderr}"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains("clan-nats-faults"), "a tmpfs of {test} is visible outside its namespace:
-{mounts}");
+    assert!(
+        !mounts.contains("clan-nats-faults"),
+        "a tmpfs of {test} is visible outside its namespace:
+{mounts}"
+    );
     false
 }
 

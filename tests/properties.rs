@@ -577,6 +577,7 @@ fn pipeline(spec: &Spec) {
             pins: &mut pins,
             confirm: &mut |_, _| Ok(false),
             dry_run: false,
+            clan_dir: None,
         },
         None,
     )
