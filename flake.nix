@@ -52,7 +52,17 @@
           generate = pkgs.writeShellApplication {
             name = "clan-nats-generate";
             runtimeInputs = [ clan-nats ];
-            text = ''exec clan-nats generate "$@"'';
+            # `clan:<machine>` host recipients are looked up in the clan
+            # directory: by default the flake root this runs in (the nearest
+            # directory upwards with a flake.nix); --clan-dir overrides it.
+            text = ''
+              if [ -z "''${CLAN_NATS_CLAN_DIR:-}" ]; then
+                d=$PWD
+                while [ "$d" != / ] && [ ! -e "$d/flake.nix" ]; do d=$(dirname "$d"); done
+                if [ -e "$d/flake.nix" ]; then export CLAN_NATS_CLAN_DIR=$d; fi
+              fi
+              exec clan-nats generate "$@"
+            '';
           };
         in
         {

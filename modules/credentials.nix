@@ -31,19 +31,9 @@ let
   manifest = if cfg.store == null then null else helpers.store.manifest cfg.store;
   users = lib.attrValues cfg.users;
 
-  # Clan machines declare clan.core.vars; read its settings only when they exist.
-  clan =
-    if options ? clan.core.vars.settings.secretStore then
-      let
-        vars = config.clan.core.vars;
-      in
-      {
-        inherit (vars.settings) secretStore;
-        sopsSecretUploadDirectory = vars.sops.secretUploadDirectory or defaults.clanSopsDir;
-        ageSecretLocation = vars.age.secretLocation or defaults.clanAgeDir;
-      }
-    else
-      null;
+  # Clan machines declare clan.core.vars (one submodule option, see
+  # nix/defaults.nix clanSettings); null elsewhere.
+  clan = defaults.clanSettings { inherit options config; };
   sopsAgeKeyFile = if options ? sops.age.keyFile then config.sops.age.keyFile else null;
 
   exampleFile = "./nats-store/nsc/stores/acme/accounts/core/users/person-service.creds.age";
@@ -187,6 +177,23 @@ in
       '';
     };
 
+    identityUnits = mkOption {
+      type = types.listOf types.str;
+      default = defaults.identityUnits {
+        inherit clan;
+        inherit (cfg) identityPaths;
+      };
+      defaultText = literalMD ''
+        on a clan machine, when an identity is a clan var (under `/run/secrets/`):
+        the unit of the secret store that installs it
+      '';
+      description = ''
+        Units that put an identity in place; the decrypt unit is ordered
+        after (and wants) them. For example the unit that installs a clan
+        var holding this machine's key.
+      '';
+    };
+
     agePackage = mkOption {
       type = types.package;
       default = pkgs.age;
@@ -289,6 +296,9 @@ in
         description = "Decrypt the NATS credentials of this machine (clan-nats)";
         wantedBy = [ "multi-user.target" ];
         before = map (service: "${service}.service") (builtins.attrNames consumers);
+        # An identity that is itself a clan var is installed by these first.
+        after = cfg.identityUnits;
+        wants = cfg.identityUnits;
         # Keys can live on another file system (/var/lib/sops-nix/key.txt).
         unitConfig.RequiresMountsFor = cfg.identityPaths;
         # Restarted in place on a switch, so the consumers (which only want

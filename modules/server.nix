@@ -19,8 +19,38 @@ let
   inherit (helpers) defaults;
 
   cfg = config.services.clan-nats.server;
+  nats = config.services.nats;
   serverJson = helpers.store.serverJson cfg.store;
   problems = helpers.serverSettings.check serverJson;
+
+  absoluteOutsideStore = types.addCheck types.str (
+    s: lib.hasPrefix "/" s && !lib.hasPrefix "${builtins.storeDir}/" s
+  );
+  tlsEnabled = cfg.tls.certFile != null;
+  # systemd credentials of nats.service: the TLS key stays outside the store,
+  # readable by root only; the unit reads it from its credentials directory.
+  credDir = "/run/credentials/nats.service";
+
+  # The configuration nats.service runs, as nixpkgs writes it (JSON of
+  # services.nats.settings), checked at build time by nix/validate-config.sh
+  # (the resolver directory is moved into the build's temporary directory for
+  # the check). It is installed at a stable path, /etc/${defaults.etcConfig}, which
+  # ExecStart names: an account change changes the file, not the unit, so a
+  # switch reloads the server (SIGHUP) instead of restarting it.
+  unchecked = (pkgs.formats.json { }).generate "nats.conf" nats.settings;
+  checkedConfig =
+    pkgs.runCommand "clan-nats-nats.conf"
+      {
+        nativeBuildInputs = [
+          nats.package
+          pkgs.jq
+        ];
+      }
+      ''
+        bash ${../nix/validate-config.sh} ${unchecked} $out
+      '';
+  # What nats-server cannot change on SIGHUP: a change here restarts it.
+  nonReloadable = helpers.serverSettings.nonReloadable nats.settings;
 in
 {
   _class = "nixos";
@@ -85,10 +115,60 @@ in
       description = "Client port of the NATS server (sets `services.nats.port`).";
     };
 
+    serverName = mkOption {
+      type = types.str;
+      default = config.networking.hostName;
+      defaultText = literalExpression "config.networking.hostName";
+      description = ''
+        The server's name (`server_name`, sets `services.nats.serverName`,
+        whose nixpkgs default `"nats"` would give every server the same name).
+      '';
+    };
+
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Open `port` in the firewall, for clients on other machines.";
+      description = ''
+        Open `port` on every interface. Prefer `firewallInterfaces`: the
+        client port should be reachable from your mesh, not the internet.
+      '';
+    };
+
+    firewallInterfaces = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [ "wg0" ];
+      description = ''
+        Interfaces (for example the clan mesh) on which `port` is opened.
+        Empty (the default): no interface, the port stays closed.
+      '';
+    };
+
+    tls = {
+      certFile = mkOption {
+        type = types.nullOr absoluteOutsideStore;
+        default = null;
+        example = "/var/lib/acme/nats.example.org/cert.pem";
+        description = ''
+          Certificate (chain) of the client listener. Setting it turns on TLS
+          for clients (`tls` block). A path on the machine, outside the Nix
+          store; handed to nats.service with LoadCredential=.
+        '';
+      };
+      keyFile = mkOption {
+        type = types.nullOr absoluteOutsideStore;
+        default = null;
+        example = "/var/lib/acme/nats.example.org/key.pem";
+        description = ''
+          Private key of `certFile`. A path on the machine outside the Nix
+          store (root-only is fine: systemd hands it to the unit as a credential).
+        '';
+      };
+      caFile = mkOption {
+        type = types.nullOr absoluteOutsideStore;
+        default = null;
+        description = "CA bundle to verify client certificates with (`ca_file`); null: none.";
+      };
     };
 
     settings = mkOption {
@@ -114,13 +194,25 @@ in
         assertion = problems == [ ];
         message = "services.clan-nats.server.store: server/server.json of ${toString cfg.store}: ${lib.concatStringsSep "; " problems}";
       }
+      {
+        assertion = (cfg.tls.certFile == null) == (cfg.tls.keyFile == null);
+        message = "services.clan-nats.server.tls: set both certFile and keyFile, or neither.";
+      }
+      {
+        assertion = cfg.tls.caFile == null || tlsEnabled;
+        message = "services.clan-nats.server.tls.caFile needs certFile and keyFile.";
+      }
     ];
+
 
     services.nats = {
       enable = true;
-      inherit (cfg) port jetstream;
-      # validateConfig stays at its default (true): the configuration holds
-      # only JWTs and public keys, so nats-server can check it at build time.
+      inherit (cfg) port jetstream serverName;
+      # nixpkgs' check runs `nats-server -t` on its own config file, which
+      # creates the full resolver's directory and fails in the sandbox. That
+      # file is not what runs (ExecStart below names /etc/${defaults.etcConfig}):
+      # the check of that one (checkedConfig) covers both resolvers.
+      validateConfig = lib.mkDefault (cfg.resolver != "full");
       settings = lib.mkMerge [
         (helpers.serverSettings.settings {
           inherit serverJson;
@@ -131,9 +223,42 @@ in
         # nixpkgs writes `jetstream = { }` when its option is off, and
         # nats-server reads an empty block as "on": say it explicitly.
         { jetstream.enabled = lib.mkDefault cfg.jetstream; }
+        (mkIf tlsEnabled {
+          tls = {
+            cert_file = "${credDir}/tls.crt";
+            key_file = "${credDir}/tls.key";
+          }
+          // lib.optionalAttrs (cfg.tls.caFile != null) {
+            ca_file = "${credDir}/tls.ca";
+            verify = true;
+          };
+        })
       ];
     };
 
+    environment.etc.${defaults.etcConfig}.source = checkedConfig;
+    system.checks = [ checkedConfig ];
+
+    systemd.services.nats = {
+      # Account changes (a new JWT in resolver_preload) reload the server:
+      # the unit file does not change, only its reload trigger.
+      reloadTriggers = [ checkedConfig ];
+      restartTriggers = [ (builtins.toJSON nonReloadable) ];
+      serviceConfig = {
+        ExecStart = lib.mkForce "${lib.getExe' nats.package "nats-server"} -c /etc/${defaults.etcConfig}";
+        LoadCredential = lib.optionals tlsEnabled (
+          [
+            "tls.crt:${cfg.tls.certFile}"
+            "tls.key:${cfg.tls.keyFile}"
+          ]
+          ++ lib.optional (cfg.tls.caFile != null) "tls.ca:${cfg.tls.caFile}"
+        );
+      };
+    };
+
     networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall [ cfg.port ];
+    networking.firewall.interfaces = lib.genAttrs cfg.firewallInterfaces (_: {
+      allowedTCPPorts = [ cfg.port ];
+    });
   };
 }

@@ -12,6 +12,10 @@ rec {
     timeout = "1.9s";
   };
 
+  # The configuration nats.service runs (under /etc): a stable path, so an
+  # account change is a new file and a reload, not a new unit and a restart.
+  etcConfig = "clan-nats/nats.conf";
+
   # services.clan-nats.credentials
   # Root-only ramfs that holds the decrypted creds. Keep in sync with the
   # mount in nix/decrypt-script.nix and with nix/README.md.
@@ -40,6 +44,47 @@ rec {
       "${ageSecretLocation}/key.txt"
     else
       null;
+
+  # The clan settings of a NixOS evaluation (`options`, `config` of a module),
+  # or null when the machine is no clan machine. clan-core declares
+  # `options.clan.core.vars` as ONE submodule option (nixosModules/clanCore/vars)
+  # that the sops and age backends extend with more submodule options: its
+  # sub-options never appear under `options`, so only `options ? clan.core.vars`
+  # tells a clan machine; the settings are read from `config`, each with its default.
+  clanSettings =
+    { options, config }:
+    if options ? clan.core.vars then
+      let
+        vars = config.clan.core.vars;
+      in
+      {
+        secretStore = vars.settings.secretStore or null;
+        sopsSecretUploadDirectory = vars.sops.secretUploadDirectory or clanSopsDir;
+        ageSecretLocation = vars.age.secretLocation or clanAgeDir;
+      }
+    else
+      null;
+
+  # The units that install a clan var on the machine, for an identity that is
+  # itself a clan var (the sshd service's host key, under /run/secrets): the
+  # decrypt unit is ordered after them. sops backend: sops-nix installs the
+  # secrets in activation, or in sops-install-secrets.service with sysusers;
+  # age backend: clan's activation script setupSecrets, or age-decrypt-secrets.service
+  # with sysusers/userborn (clan-core nixosModules/clanCore/vars/secret/age.nix).
+  # (An activation script always runs before the decrypt unit starts.)
+  identityUnits =
+    { clan, identityPaths }:
+    let
+      varPaths = builtins.filter (p: builtins.substring 0 13 p == "/run/secrets/") identityPaths;
+    in
+    if clan == null || varPaths == [ ] then
+      [ ]
+    else if clan.secretStore == "sops" then
+      [ "sops-install-secrets.service" ]
+    else if clan.secretStore == "age" then
+      [ "age-decrypt-secrets.service" ]
+    else
+      [ ];
 
   # The default of services.clan-nats.credentials.identityPaths, in order:
   #   1. the clan machine key, when the machine is a clan machine (`clan` is

@@ -94,6 +94,26 @@ rec {
     else
       serverJson.resolver_preload;
 
+  # The part of the final services.nats.settings that nats-server cannot change
+  # on SIGHUP (listen address and port, name, resolver type and directory,
+  # JetStream, the operator and system account): the module restarts the
+  # server when it changes. Everything else, resolver_preload (the accounts)
+  # first, is reloaded. builtins.intersectAttrs keeps only the names listed.
+  nonReloadable =
+    settings:
+    builtins.intersectAttrs {
+      host = null;
+      listen = null;
+      port = null;
+      server_name = null;
+      resolver = null;
+      jetstream = null;
+      operator = null;
+      system_account = null;
+      http = null;
+      http_port = null;
+    } settings;
+
   # Recursive merge: attribute sets merge key by key, anything else in
   # `right` replaces what `left` has (so user settings win, lists included).
   merge =

@@ -77,6 +77,11 @@ pub struct StoreArgs {
     /// (tests/fixtures/insecure/): anything encrypted to them is public.
     #[arg(long, env = "CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS", hide_env_values = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_insecure_fixture_keys: bool,
+    /// The clan directory where `clan:<machine>` host recipients are looked up
+    /// (sops key, age key, then the openssh var). Default: $CLAN_NATS_CLAN_DIR,
+    /// which `nix run .#generate` sets to the flake root.
+    #[arg(long, value_name = "DIR")]
+    pub clan_dir: Option<Utf8PathBuf>,
 }
 
 /// An existing store and the identity acting on it.
@@ -102,6 +107,9 @@ pub struct DirArgs {
     /// recipient, or changes that stop deployed credentials from working.
     #[arg(long)]
     pub yes: bool,
+    /// The clan directory for `clan:<machine>` host recipients (default: $CLAN_NATS_CLAN_DIR).
+    #[arg(long, value_name = "DIR")]
+    pub clan_dir: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -541,6 +549,7 @@ fn request<'a>(
         dry_run: false,
         new_identity: false,
         allow_insecure_fixture_keys: d.allow_insecure_fixture_keys,
+        clan_dir: d.clan_dir.as_deref(),
     }
 }
 
@@ -560,6 +569,7 @@ fn store_request<'a>(s: &'a StoreArgs, action: &'a str, pins: &'a mut Pins, conf
         dry_run: s.dry_run,
         new_identity: s.new_identity,
         allow_insecure_fixture_keys: s.allow_insecure_fixture_keys,
+        clan_dir: s.clan_dir.as_deref(),
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Request<'a> {
     pub new_identity: bool,
     /// Recipients that are committed test keys are accepted (tests only).
     pub allow_insecure_fixture_keys: bool,
+    /// Where `clan:<machine>` host recipients are looked up (`--clan-dir`;
+    /// `None`: `$CLAN_NATS_CLAN_DIR`). See [`config::clan`].
+    pub clan_dir: Option<&'a Utf8Path>,
 }
 
 /// What a reconcile did.
@@ -149,13 +152,24 @@ fn config_of(req: &Request, existing: &Tree) -> Result<(Utf8PathBuf, Vec<u8>), E
     }
 }
 
-/// Parse and validate a config given as bytes (from `--config` or the store).
-fn parse_config(path: &Utf8Path, bytes: &[u8]) -> Result<config::Config, Error> {
+/// Parse and validate a config given as bytes (from `--config` or the store);
+/// `clan:<machine>` host recipients are taken from the clan directory first.
+fn parse_config(path: &Utf8Path, bytes: &[u8], clan_dir: Option<&Utf8Path>) -> Result<config::Config, Error> {
     let text = std::str::from_utf8(bytes).map_err(|_| config::ConfigError {
         file: path.to_owned(),
         issues: vec![config::Issue { path: String::new(), message: "not UTF-8".into() }],
     })?;
-    Ok(config::parse_and_validate(path, text)?)
+    // Unknown fields and the like: the whole report (schema and semantic problems).
+    let mut cfg = match config::parse(path, text) {
+        Ok(c) => c,
+        Err(_) => return Err(config::parse_and_validate(path, text).expect_err("it did not parse").into()),
+    };
+    config::clan::resolve(&mut cfg, path, clan_dir)?;
+    let issues = config::validate::validate(&cfg);
+    if !issues.is_empty() {
+        return Err(config::ConfigError { file: path.to_owned(), issues }.into());
+    }
+    Ok(cfg)
 }
 
 /// verify the store → validate → plan → reconcile with the verified store →
@@ -169,14 +183,17 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     trace.mark("read and verify the existing store", "validating the config");
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &old_tree)?;
-    let cfg = parse_config(&config_path, &config_bytes)?;
+    let cfg = parse_config(&config_path, &config_bytes, req.clan_dir)?;
     if !req.allow_insecure_fixture_keys {
         // A config given now (a stored one was checked when it was given).
         let given = req.config.is_some().then_some(&cfg);
         config::fixtures::check(&config_path, given, req.admins.as_deref().unwrap_or_default())?;
     }
     if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
-        let old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
+        let mut old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
+        // The stored config keeps `clan:<machine>`: compare the keys it meant,
+        // as far as the clan directory still has them (else the text as stored).
+        let _ = config::clan::resolve(&mut old_cfg, &req.dir.join(CONFIG), req.clan_dir);
         let changes = config::recipient_changes(&old_cfg, &cfg);
         if !changes.is_empty()
             && !req.dry_run
@@ -536,7 +553,7 @@ pub fn team_remove(req: Request, id: &str, rotate: bool) -> Result<Removal, Erro
     let readable = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen = readable.clone();
     let target = id.to_string();
-    let Request { config, dir, identity, allow_insecure_fixture_keys, now, pins, confirm, .. } = req;
+    let Request { config, dir, identity, allow_insecure_fixture_keys, clan_dir, now, pins, confirm, .. } = req;
     let outcome = reconcile(
         Request {
             config,
@@ -553,6 +570,7 @@ pub fn team_remove(req: Request, id: &str, rotate: bool) -> Result<Removal, Erro
             dry_run: false,
             new_identity: false,
             allow_insecure_fixture_keys,
+            clan_dir,
         },
         Some(Box::new(move |g, m| {
             let (details, users) = remove_member(g, m, &target)?;
@@ -578,6 +596,7 @@ pub fn team_remove(req: Request, id: &str, rotate: bool) -> Result<Removal, Erro
                 dry_run: false,
                 new_identity: false,
                 allow_insecure_fixture_keys,
+                clan_dir,
             },
             None,
         )?;
@@ -862,6 +881,7 @@ pub fn accept(
         dry_run: false,
         new_identity: false,
         allow_insecure_fixture_keys: true,
+        clan_dir: None,
     };
     let outcome = reconcile(
         r,

@@ -460,7 +460,9 @@ fn keygen_and_the_quick_start_work() {
     assert_eq!(ok(with_stdin(c, &enc.stdout)).stdout, b"hello");
 
     let out = tmp.path().join("demo");
-    let o = Command::new(repo("examples/quickstart.sh"))
+    // Through bash, as the Nix build sandbox has no /usr/bin/env for the shebang.
+    let o = Command::new("bash")
+        .arg(repo("examples/quickstart.sh"))
         .arg(&out)
         .env("CLAN_NATS", env!("CARGO_BIN_EXE_clan-nats"))
         .env("CLAN_NATS_PINS", tmp.path().join("pins.json"))
@@ -478,7 +480,9 @@ fn keygen_and_the_quick_start_work() {
         Command::new(&age).args(["-d", "-i"]).arg(out.join("host-keys/media1.agekey")).arg(&creds).output().unwrap();
     assert!(d.status.success() && String::from_utf8_lossy(&d.stdout).contains("BEGIN NATS USER JWT"));
     // A second run refuses to touch the directory.
-    let o = Command::new(repo("examples/quickstart.sh"))
+    // Through bash, as the Nix build sandbox has no /usr/bin/env for the shebang.
+    let o = Command::new("bash")
+        .arg(repo("examples/quickstart.sh"))
         .arg(&out)
         .env("CLAN_NATS", env!("CARGO_BIN_EXE_clan-nats"))
         .output()

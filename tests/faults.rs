@@ -4,7 +4,11 @@
 //! valid; a first `generate` killed at any moment leaves no store or a complete one.
 //!
 //! The disk tests mount tmpfs, so they need root (CI runs as root): without it
-//! they fail, saying so. The SIGKILL series for `rotate` is in tests/reconcile.rs.
+//! they fail, saying so. Each re-runs itself in a mount namespace of its own
+//! (`unshare -m`), so its tmpfs vanishes with the process, also when the test
+//! is killed: no stale mount is left under a temporary directory. The Nix build
+//! leaves the full-disk test out by name (nix/check-skips.nix: it needs root).
+//! The SIGKILL series for `rotate` is in tests/reconcile.rs.
 
 mod common;
 
@@ -23,6 +27,54 @@ fn require_root(what: &str) {
         "{what} needs root: it mounts a tmpfs (`mount -t tmpfs`), which only root may do. \
          CI runs as root; run `sudo -E cargo test --test faults` (or tests/run.sh as root)."
     );
+}
+
+/// Set in the re-executed test: the mount namespace (`/proc/self/ns/mnt`) of the parent.
+const PARENT_NS: &str = "CLAN_NATS_FAULTS_PARENT_MOUNT_NS";
+
+fn mount_ns() -> String {
+    std::fs::read_link("/proc/self/ns/mnt").expect("/proc/self/ns/mnt").to_string_lossy().into_owned()
+}
+
+/// True inside a private mount namespace made for `test`: run the body. False in
+/// the caller, after it re-ran `test` alone under `unshare -m` (as root; else
+/// `unshare -Urm`, an unprivileged user namespace), asserted that it passed and
+/// that no mount of it is visible here.
+fn in_own_mount_namespace(test: &str) -> bool {
+    if let Some(parent) = std::env::var_os(PARENT_NS) {
+        assert_ne!(mount_ns(), parent.to_string_lossy(), "{test} must run in a mount namespace of its own");
+        return true;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = Command::new(require("unshare"));
+    cmd.arg(if root { "-m" } else { "-Urm" }).args(["--propagation", "private", "--"]);
+    let out = cmd
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(PARENT_NS, mount_ns())
+        .output()
+        .expect("unshare runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} in its own mount namespace failed:
+{stdout}
+{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{test} did not run in its mount namespace:
+{stdout}
+{stderr}"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("clan-nats-faults"),
+        "a tmpfs of {test} is visible outside its namespace:
+{mounts}"
+    );
+    false
 }
 
 /// A tmpfs mounted at a directory, unmounted when dropped (also when the test fails).
@@ -96,6 +148,9 @@ fn assert_failed_with(out: &Output, what: &str, path: &Path) {
 
 #[test]
 fn a_full_disk_fails_cleanly_and_keeps_the_existing_store() {
+    if !in_own_mount_namespace("a_full_disk_fails_cleanly_and_keeps_the_existing_store") {
+        return;
+    }
     require_root("the full-disk test");
     let tmp = tempfile::tempdir().unwrap();
     let (key, big) = (tmp.path().join("owner.key"), tmp.path().join("big.json"));
@@ -144,6 +199,9 @@ fn a_read_only_parent_fails_cleanly_and_keeps_the_existing_store() {
     // Root ignores directory permissions, so as root the parent is a tmpfs remounted
     // read-only; otherwise a directory chmod-ed 0555.
     let root = unsafe { libc::geteuid() } == 0;
+    if root && !in_own_mount_namespace("a_read_only_parent_fails_cleanly_and_keeps_the_existing_store") {
+        return;
+    }
     let parent = tmp.path().join("ro");
     let mount = if root { Some(Tmpfs::mount(&parent, "8m")) } else { None };
     std::fs::create_dir_all(&parent).unwrap();

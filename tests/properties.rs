@@ -579,6 +579,7 @@ fn pipeline(spec: &Spec) {
             dry_run: false,
             new_identity: true,
             allow_insecure_fixture_keys: true,
+            clan_dir: None,
         },
         None,
     )

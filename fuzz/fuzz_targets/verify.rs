@@ -76,6 +76,7 @@ static BASE: LazyLock<Base> = LazyLock::new(|| {
         dry_run: false,
         new_identity: true,
         allow_insecure_fixture_keys: true,
+        clan_dir: None,
     };
     ops::reconcile(request, None).unwrap();
     let tree = clan_nats::store::read_tree(&store).unwrap();

@@ -44,16 +44,72 @@ let
     };
   };
 
-  # Stand-in for clan-core's vars options (only the ones the module reads).
-  clanSops = {
-    options.clan.core.vars = {
-      settings.secretStore = lib.mkOption { type = lib.types.str; };
-      sops.secretUploadDirectory = lib.mkOption {
-        type = lib.types.str;
-        default = "/var/lib/sops-nix";
+  # Stand-ins for clan-core, declared as clan-core declares them:
+  # `options.clan.core.vars` is ONE submodule option (nixosModules/clanCore/vars/
+  # default.nix), and each secret-store backend (vars/secret/sops, vars/secret/age.nix)
+  # declares the same option again with its own sub-options, which the module
+  # system merges into one submodule. So `options.clan.core.vars` has no
+  # attribute `settings`: only the evaluated config has.
+  clanVarsOption =
+    subOptions:
+    { lib, ... }:
+    {
+      options.clan.core.vars = lib.mkOption {
+        type = lib.types.submodule { options = subOptions lib; };
+        default = { };
       };
     };
-    config.clan.core.vars.settings.secretStore = "sops";
+  clanCore = clanVarsOption (lib: {
+    settings.secretStore = lib.mkOption {
+      type = lib.types.enum [
+        "sops"
+        "password-store"
+        "age"
+        "custom"
+      ];
+      default = "sops";
+    };
+  });
+  clanSopsBackend = clanVarsOption (lib: {
+    sops.secretUploadDirectory = lib.mkOption {
+      type = lib.types.path;
+      default = "/var/lib/sops-nix";
+    };
+  });
+  clanAgeBackend = clanVarsOption (lib: {
+    age.secretLocation = lib.mkOption {
+      type = lib.types.path;
+      default = "/etc/secret-vars";
+    };
+  });
+  clanSops = {
+    imports = [
+      clanCore
+      clanSopsBackend
+      clanAgeBackend
+    ];
+    clan.core.vars.settings.secretStore = "sops";
+  };
+  clanAge = {
+    imports = [
+      clanCore
+      clanSopsBackend
+      clanAgeBackend
+    ];
+    clan.core.vars.settings.secretStore = "age";
+  };
+  # core1 gets person-service (the manifest gives it to core1 and nats1).
+  clanCreds = extra: {
+    imports = [ extra ];
+    networking.hostName = "core1";
+    systemd.services.person-service = {
+      wantedBy = [ "multi-user.target" ];
+      script = "true";
+    };
+    services.clan-nats.credentials = {
+      store = fixture;
+      users.person-service.units = [ "person-service" ];
+    };
   };
 
   # nats1 runs the server and person-service (the manifest gives it those creds).
@@ -77,7 +133,19 @@ let
       resolver = "full";
       jetstream = true;
       openFirewall = true;
+      firewallInterfaces = [ "wg0" ];
       settings.max_payload = 2097152;
+    };
+  };
+  tlsServer = eval {
+    networking.hostName = "nats1";
+    services.clan-nats.server = {
+      enable = true;
+      store = fixture;
+      tls = {
+        certFile = "/var/lib/acme/nats/cert.pem";
+        keyFile = "/var/lib/acme/nats/key.pem";
+      };
     };
   };
   # core1 asks for audio-service, which the manifest gives to media1 only.
@@ -88,10 +156,29 @@ let
       users.audio-service.units = [ ];
     };
   };
-  clanMachine = eval {
-    imports = [ clanSops ];
-    networking.hostName = "core1";
+  clanMachine = eval (clanCreds clanSops);
+  clanAgeMachine = eval (clanCreds clanAge);
+  # sshd as a clan service: the host key is a clan var, installed by the backend.
+  clanVarKey = eval {
+    imports = [ (clanCreds clanSops) ];
+    services.clan-nats.credentials.identityPaths = [ "/run/secrets/vars/openssh/ssh.id_ed25519" ];
   };
+  noClan = eval (clanCreds { });
+  # What the credentials module writes into the evaluated config (not the
+  # path values of `file`/restartTriggers: the fixture has no .age files to copy).
+  credsConfigJson =
+    c:
+    let
+      unit = u: {
+        inherit (c.systemd.services.${u}) serviceConfig environment;
+      };
+    in
+    builtins.toJSON {
+      decrypt = unit "clan-nats-credentials";
+      consumer = unit "person-service";
+      activation = c.system.activationScripts.clan-nats-credentials.text;
+      inherit (c.services.clan-nats.credentials) identityPaths identityUnits directory;
+    };
   unused = eval { networking.hostName = "core1"; };
 
   ours =
@@ -136,9 +223,80 @@ let
         4222
       ];
     };
-    "server: validateConfig stays on" = {
-      actual = nats1.services.nats.validateConfig;
-      expected = true;
+    "server: nixpkgs' validateConfig on for memory, off for full (it would mkdir /var/lib/nats/jwt)" = {
+      actual = [
+        nats1.services.nats.validateConfig
+        full.services.nats.validateConfig
+      ];
+      expected = [
+        true
+        false
+      ];
+    };
+    "server: our own check of the deployed file is part of the system, for both resolvers" = {
+      actual = map (c: map (d: lib.hasInfix "clan-nats-nats.conf" (toString d)) c.system.checks) [
+        nats1
+        full
+      ];
+      expected = [
+        [ true ]
+        [ true ]
+      ];
+    };
+    "server: ExecStart names the stable /etc path, installed from the checked file" = {
+      actual = {
+        exec = lib.hasSuffix " -c /etc/clan-nats/nats.conf" nats1.systemd.services.nats.serviceConfig.ExecStart;
+        etc = lib.hasInfix "clan-nats-nats.conf" (toString nats1.environment.etc."clan-nats/nats.conf".source);
+      };
+      expected = {
+        exec = true;
+        etc = true;
+      };
+    };
+    "server: an account change reloads (reloadTriggers), only non-reloadable settings restart" = {
+      actual = {
+        reload = map (t: lib.hasInfix "clan-nats-nats.conf" (toString t)) nats1.systemd.services.nats.reloadTriggers;
+        # The restart trigger holds no account JWT of resolver_preload.
+        restartHasPreload = lib.any (
+          t: lib.any (jwt: lib.hasInfix jwt (toString t)) (lib.attrValues (lib.removeAttrs serverJson.resolver_preload [ serverJson.system_account ]))
+        ) nats1.systemd.services.nats.restartTriggers;
+        restartHasPort = lib.any (t: lib.hasInfix "\"port\":4222" (toString t)) nats1.systemd.services.nats.restartTriggers;
+      };
+      expected = {
+        reload = [ true ];
+        restartHasPreload = false;
+        restartHasPort = true;
+      };
+    };
+    "server: server_name is the machine name, not nixpkgs' \"nats\"" = {
+      actual = natsSettings.server_name;
+      expected = "nats1";
+    };
+    "server: firewallInterfaces opens the port on those interfaces only" = {
+      actual = {
+        mesh = full.networking.firewall.interfaces.wg0.allowedTCPPorts;
+        closed = nats1.networking.firewall.interfaces;
+      };
+      expected = {
+        mesh = [ 4222 ];
+        closed = { };
+      };
+    };
+    "server: client TLS from certificate paths, as systemd credentials" = {
+      actual = {
+        inherit (tlsServer.services.nats.settings) tls;
+        creds = tlsServer.systemd.services.nats.serviceConfig.LoadCredential;
+      };
+      expected = {
+        tls = {
+          cert_file = "/run/credentials/nats.service/tls.crt";
+          key_file = "/run/credentials/nats.service/tls.key";
+        };
+        creds = [
+          "tls.crt:/var/lib/acme/nats/cert.pem"
+          "tls.key:/var/lib/acme/nats/key.pem"
+        ];
+      };
     };
     "server: no nkey seed in the nats settings" = {
       actual = helpers.seeds.count (builtins.toJSON natsSettings);
@@ -249,12 +407,65 @@ let
       actual = nats1.services.clan-nats.credentials.identityPaths;
       expected = [ "/etc/ssh/ssh_host_ed25519_key" ];
     };
-    "credentials: on a clan machine the clan machine key comes first" = {
+    "credentials: clan sops backend (submodule option, as clan-core): the machine key first" = {
       actual = clanMachine.services.clan-nats.credentials.identityPaths;
       expected = [
         "/var/lib/sops-nix/key.txt"
         "/etc/ssh/ssh_host_ed25519_key"
       ];
+    };
+    "credentials: clan age backend: /etc/secret-vars/key.txt first" = {
+      actual = clanAgeMachine.services.clan-nats.credentials.identityPaths;
+      expected = [
+        "/etc/secret-vars/key.txt"
+        "/etc/ssh/ssh_host_ed25519_key"
+      ];
+    };
+    "credentials: no clan: the ssh host key only" = {
+      actual = noClan.services.clan-nats.credentials.identityPaths;
+      expected = [ "/etc/ssh/ssh_host_ed25519_key" ];
+    };
+    "credentials: decrypt after the identity's installer, before the consumer (clan, age, none)" = {
+      actual = map (c: {
+        after = lib.filter (u: u != "network.target") c.systemd.services.clan-nats-credentials.after;
+        inherit (c.systemd.services.clan-nats-credentials) before;
+        consumerAfter = lib.elem "clan-nats-credentials.service" c.systemd.services.person-service.after;
+      }) [
+        clanVarKey
+        clanAgeMachine
+        noClan
+      ];
+      expected = [
+        {
+          after = [ "sops-install-secrets.service" ];
+          before = [ "person-service.service" ];
+          consumerAfter = true;
+        }
+        {
+          after = [ ];
+          before = [ "person-service.service" ];
+          consumerAfter = true;
+        }
+        {
+          after = [ ];
+          before = [ "person-service.service" ];
+          consumerAfter = true;
+        }
+      ];
+    };
+    "credentials: no seed and no creds in the evaluated config (clan sops, clan age, none)" = {
+      actual = map (c: {
+        seeds = helpers.seeds.count (credsConfigJson c);
+        creds = lib.hasInfix "BEGIN NATS USER JWT" (credsConfigJson c);
+      }) [
+        clanMachine
+        clanAgeMachine
+        noClan
+      ];
+      expected = lib.genList (_: {
+        seeds = 0;
+        creds = false;
+      }) 3;
     };
     "unused modules add no unit" = {
       actual = {

@@ -1,10 +1,13 @@
 # checks.vm: two NixOS VMs. `server` runs NATS in operator mode through
 # services.clan-nats.server; `client` gets the person-service creds through
-# services.clan-nats.credentials and uses them from DynamicUser units.
+# services.clan-nats.credentials and uses them from DynamicUser units. Then
+# both switch to a store with one more user: the server reloads (same process,
+# open connections stay), and the new user connects.
 #
-# Nothing secret is committed for this test: the store is generated at build
-# time, with a throwaway owner identity that never leaves the build, for a
-# client whose recipient is the TEST ONLY key of tests/fixtures/insecure/.
+# No import from derivation: the two stores are committed TEST ONLY fixtures
+# (nix/tests/fixtures/vm, written by its regenerate.sh with a throwaway owner
+# identity), for hosts whose recipients are the TEST ONLY keys of
+# tests/fixtures/insecure/. Their seeds are encrypted to that discarded owner.
 {
   pkgs,
   nixosModules,
@@ -12,68 +15,10 @@
 }:
 let
   inherit (pkgs) lib;
-  insecure = ../../tests/fixtures/insecure;
-  publicKey = name: lib.trim (builtins.readFile (insecure + "/${name}.ssh_host_ed25519_key.pub"));
-
-  # A one-account organization: person-service may use vmtest.person.> only.
-  testConfig = {
-    organization.name = "vmtest";
-    organizational_units = [
-      {
-        name = "Core";
-        nats_account_name = "core";
-      }
-    ];
-    service_people = [
-      {
-        name = "person-service";
-        organizational_unit = "Core";
-        role = "Service";
-        nats_permissions = {
-          publish = [ "vmtest.person.>" ];
-          subscribe = [ "vmtest.person.>" ];
-          allow_responses = true;
-        };
-      }
-    ];
-    hosts = [
-      {
-        name = "server";
-        age_recipient = publicKey "nats1";
-        nats_server = true;
-      }
-      {
-        name = "client";
-        age_recipient = publicKey "core1";
-        services = [ "person-service" ];
-      }
-    ];
-    owner.id = "vm-test";
-  };
-
-  # out: the store (public files and .age files), as a user's flake holds it.
-  # nsc: `clan-nats export-nsc` of it, PLAINTEXT seeds: only the test script
-  # uses it (for nsc), it is in no machine's closure.
-  store =
-    pkgs.runCommand "clan-nats-vm-test-store"
-      {
-        nativeBuildInputs = [ clan-nats ];
-        outputs = [
-          "out"
-          "nsc"
-        ];
-        orgConfig = builtins.toJSON testConfig;
-        passAsFile = [ "orgConfig" ];
-      }
-      ''
-        identity=$TMPDIR/owner.key
-        clan-nats generate --config "$orgConfigPath" --out "$TMPDIR/store" --identity "$identity" --new-identity
-        clan-nats verify "$TMPDIR/store" --identity "$identity"
-        clan-nats export-nsc --dir "$TMPDIR/store" --identity "$identity" --to "$TMPDIR/nsc"
-        rm -f "$identity"
-        cp -R "$TMPDIR/store" "$out"
-        cp -R "$TMPDIR/nsc" "$nsc"
-      '';
+  store = ../tests/fixtures/vm/store-v1;
+  # store-v1 reconciled with one more user, new-service (config-v2.json).
+  storeV2 = ../tests/fixtures/vm/store-v2;
+  changed = "accounts-changed";
 
   credsFile = "/run/clan-nats/person-service.creds";
 
@@ -90,8 +35,10 @@ pkgs.testers.runNixOSTest {
     services.clan-nats.server = {
       enable = true;
       inherit store;
-      openFirewall = true;
+      firewallInterfaces = [ "eth1" ];
     };
+    specialisation.${changed}.configuration.services.clan-nats.server.store = lib.mkForce storeV2;
+    environment.systemPackages = [ clan-nats ];
   };
 
   nodes.client = {
@@ -104,6 +51,10 @@ pkgs.testers.runNixOSTest {
       inherit store;
       # hostName defaults to networking.hostName, "client" in this test.
       users.person-service.units = [ "person-service" ];
+    };
+    specialisation.${changed}.configuration.services.clan-nats.credentials = {
+      store = lib.mkForce storeV2;
+      users.new-service.units = [ ];
     };
 
     # A service that reads its creds only through LoadCredential=: it
@@ -128,6 +79,16 @@ pkgs.testers.runNixOSTest {
   testScript =
     { nodes, ... }:
     let
+      switchTo =
+        node: "${nodes.${node}.system.build.toplevel}/specialisation/${changed}/bin/switch-to-configuration test";
+      asNew = lib.concatStringsSep " " [
+        "systemd-run --wait --pipe --quiet --collect"
+        "-p DynamicUser=yes"
+        "-p LoadCredential=nats.creds:/run/clan-nats/new-service.creds"
+        "-E HOME=/tmp"
+        "--"
+        "${natsAsPerson}"
+      ];
       closure = pkgs.closureInfo { rootPaths = [ nodes.client.system.build.toplevel ]; };
       asPerson = lib.concatStringsSep " " [
         "systemd-run --wait --pipe --quiet --collect"
@@ -199,8 +160,36 @@ pkgs.testers.runNixOSTest {
       with subtest("without creds the server refuses the connection"):
           client.fail("HOME=/tmp nats -s nats://server:4222 pub vmtest.person.x nope")
 
-      with subtest("nsc describes the exported store (test-only plaintext copy)"):
-          server.succeed("cp -R ${store.nsc} /tmp/nsc && chmod -R u+w /tmp/nsc")
+      with subtest("an account change reloads the server: connections stay, the new user connects"):
+          pid = server.succeed("systemctl show -p MainPID --value nats.service").strip()
+          # A subscriber connected before the change, as person-service.
+          client.succeed(
+              "systemd-run --unit=long-sub -p DynamicUser=yes"
+              " -p LoadCredential=nats.creds:${credsFile} -E HOME=/tmp --"
+              " ${natsAsPerson} sub vmtest.person.long"
+          )
+          client.wait_until_succeeds("journalctl -u long-sub -o cat | grep -F 'Subscribing on vmtest.person.long'", timeout=60)
+          client.fail("test -e /run/clan-nats/new-service.creds")
+          server.succeed("${switchTo "server"}")
+          server.wait_until_succeeds(
+              "journalctl -u nats.service -o cat | grep -F 'Reloaded server configuration'", timeout=30
+          )
+          assert server.succeed("systemctl show -p MainPID --value nats.service").strip() == pid, "nats restarted"
+          server.succeed("grep -F new-service -r ${storeV2}/manifest.json")
+          client.succeed("systemctl is-active long-sub.service")
+          client.succeed(as_person + "pub vmtest.person.long 'after the change'")
+          client.wait_until_succeeds("journalctl -u long-sub -o cat | grep -F 'after the change'", timeout=30)
+          client.succeed("${switchTo "client"}")
+          client.wait_for_unit("clan-nats-credentials.service")
+          client.succeed("test -e /run/clan-nats/new-service.creds")
+          out = client.wait_until_succeeds(
+              "${asNew} request vmtest.person.echo ping --timeout 2s 2>&1", timeout=60
+          )
+          assert "pong from person-service" in out, out
+          client.succeed("systemctl is-active long-sub.service")
+
+      with subtest("nsc describes the store's public JWTs"):
+          server.succeed("mkdir -p /tmp/nsc/keys && cp -R ${store}/nsc/stores /tmp/nsc/ && chmod -R u+w /tmp/nsc")
           nsc = (
               "${lib.getExe pkgs.nsc} --config-dir /tmp/nsc-config"
               " --data-dir /tmp/nsc/stores --keystore-dir /tmp/nsc/keys "

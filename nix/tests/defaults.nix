@@ -154,4 +154,61 @@ import ./harness.nix {
       "c"
     ];
   };
+
+  # clan-core declares options.clan.core.vars as one submodule option: under
+  # `options` it is an option value, its sub-options are not attributes of it.
+  "clanSettings: a clan machine is told by options ? clan.core.vars (one submodule option)" = {
+    expr = d.clanSettings {
+      options.clan.core.vars = {
+        _type = "option";
+        type = "submodule";
+      };
+      config.clan.core.vars = {
+        settings.secretStore = "age";
+        age.secretLocation = "/etc/secret-vars";
+      };
+    };
+    expected = {
+      secretStore = "age";
+      sopsSecretUploadDirectory = "/var/lib/sops-nix";
+      ageSecretLocation = "/etc/secret-vars";
+    };
+  };
+  "clanSettings: no clan.core.vars option: null" = {
+    expr = d.clanSettings {
+      options.services = { };
+      config = { };
+    };
+    expected = null;
+  };
+  "clanSettings + identityPaths: the age backend's machine key first" = {
+    expr = d.identityPaths {
+      clan = d.clanSettings {
+        options.clan.core.vars._type = "option";
+        config.clan.core.vars.settings.secretStore = "age";
+      };
+    };
+    expected = [
+      "/etc/secret-vars/key.txt"
+      ssh
+    ];
+  };
+  "identityUnits: an identity that is a clan var waits for the unit that installs it" = {
+    expr = map (secretStore: d.identityUnits {
+      clan = { inherit secretStore; };
+      identityPaths = [ "/run/secrets/vars/openssh/ssh.id_ed25519" ssh ];
+    }) [ "sops" "age" "password-store" ];
+    expected = [
+      [ "sops-install-secrets.service" ]
+      [ "age-decrypt-secrets.service" ]
+      [ ]
+    ];
+  };
+  "identityUnits: no clan var among the identities, or no clan: none" = {
+    expr = [
+      (d.identityUnits { clan = { secretStore = "sops"; }; identityPaths = [ ssh ]; })
+      (d.identityUnits { clan = null; identityPaths = [ "/run/secrets/x" ]; })
+    ];
+    expected = [ [ ] [ ] ];
+  };
 }

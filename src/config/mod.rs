@@ -1,6 +1,7 @@
 //! The organization config: schema ([`schema`]), subject syntax ([`subject`])
 //! and validation with field paths ([`validate`]).
 
+pub mod clan;
 pub mod fixtures;
 pub mod naming;
 pub mod schema;
