@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nkeys::KeyPair;
 use rayon::prelude::*;
 
+use crate::config::perms::Expiry;
 use crate::jwt::{
     creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats,
 };
@@ -309,8 +310,9 @@ impl<'a> Builder<'a> {
                 .zip(&uk)
                 .map(|(u, k)| {
                     let old_jwt = old_users.get(u.name.as_str()).and_then(|e| self.old_jwt(&e.jwt));
-                    decide(
+                    decide_user(
                         user_claims(u, &k.entry.public_key, &acct.entry.public_key),
+                        u.restrictions.expires,
                         &acct_sk.entry.public_key,
                         old_jwt,
                         self.ctx.now,
@@ -439,6 +441,7 @@ impl<'a> Builder<'a> {
                 public_key: k.entry.public_key.clone(),
                 permissions: u.permissions.clone(),
                 payload: u.payload,
+                restrictions: u.restrictions.clone(),
                 hosts: u.hosts.clone(),
                 jwt: layout.user_jwt(&a.name, &u.name),
                 creds: creds_path,
@@ -614,16 +617,50 @@ fn account_claims(a: &AccountPlan, acct: &Key, sk: &Key, revocations: BTreeMap<S
 }
 
 fn user_claims(u: &UserPlan, user_key: &str, account_key: &str) -> UserClaims {
-    UserClaims::new(
+    let r = &u.restrictions;
+    let mut c = UserClaims::new(
         user_key,
         &u.name,
         UserNats {
             permissions: u.permissions.clone(),
+            src: r.src.clone(),
+            times: r.times.clone(),
+            times_location: r.times_location.clone(),
+            subs: r.subs.unwrap_or(-1),
+            data: r.data.unwrap_or(-1),
             payload: u.payload,
+            allowed_connection_types: r.allowed_connection_types.clone(),
             issuer_account: account_key.to_string(),
             ..Default::default()
         },
-    )
+    );
+    if let Some(Expiry::At(t)) = r.expires {
+        c.std.exp = t;
+    }
+    c
+}
+
+/// [`decide`] for a user whose `exp` may be relative to its `iat`
+/// (`expires: "90d"`): kept while nothing else changed, and a re-issued JWT
+/// expires that long after its new `iat`.
+fn decide_user(
+    mut claims: UserClaims,
+    expires: Option<Expiry>,
+    signer: &str,
+    old: Option<&str>,
+    now: i64,
+) -> Issue<UserNats> {
+    let Some(Expiry::After(d)) = expires else { return decide(claims, signer, old, now) };
+    if let Some((prev, _)) = old.and_then(crate::jwt::peek) {
+        claims.std.exp = prev.iat.saturating_add(d);
+    }
+    match decide(claims, signer, old, now) {
+        Issue::Sign(mut c, iat) => {
+            c.std.exp = iat.saturating_add(d);
+            Issue::Sign(c, iat)
+        }
+        keep => keep,
+    }
 }
 
 /// Keep `old` if re-encoding the claims with its `iat` and by `signer` gives the

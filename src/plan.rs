@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Limits, Person, Unit, SERVICE_ROLE};
+use crate::config::perms::{parse_expiry, parse_ttl_nanos, Expiry};
+use crate::config::{Config, Limits, Person, Unit};
 use crate::jwt::account::AccountLimits;
-use crate::jwt::user::{Permission, Permissions, ResponsePermission};
+use crate::jwt::user::{Permission, Permissions, ResponsePermission, TimeRange};
 
 /// The system account and its admin user.
 pub const SYSTEM_ACCOUNT: &str = "SYS";
@@ -66,8 +67,58 @@ pub struct UserPlan {
     pub unit: String,
     pub permissions: Permissions,
     pub payload: i64,
+    /// Per-user limits beyond permissions (`nats_limits`, issue 14).
+    pub restrictions: Restrictions,
     /// Hosts that run this service and receive its creds, sorted.
     pub hosts: Vec<String>,
+}
+
+/// A user's `nats_limits` as they land in its JWT (issue 14); empty = none.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restrictions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connection_types: Vec<String>,
+    /// CIDRs, lower-cased as nats-io/jwt's `CIDRList` stores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub src: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<TimeRange>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub times_location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Expiry>,
+}
+
+impl Restrictions {
+    pub fn is_empty(&self) -> bool {
+        *self == Restrictions::default()
+    }
+}
+
+/// A person's `nats_limits` → [`Restrictions`] (validated input).
+pub fn user_restrictions(p: &Person) -> Restrictions {
+    let Some(l) = &p.nats_limits else { return Restrictions::default() };
+    let mut src: Vec<String> = Vec::new();
+    for c in &l.source_networks {
+        let c = c.trim().to_ascii_lowercase();
+        if !src.contains(&c) {
+            src.push(c);
+        }
+    }
+    Restrictions {
+        subs: l.max_subscriptions,
+        data: l.max_data,
+        allowed_connection_types: dedup(&l.allowed_connection_types),
+        src,
+        times: l.time_windows.iter().map(|w| TimeRange { start: w.start.clone(), end: w.end.clone() }).collect(),
+        times_location: l.time_zone.clone().unwrap_or_default(),
+        expires: l.expires.as_deref().and_then(|e| parse_expiry(e).ok()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +180,11 @@ pub fn user_permissions(p: &Person, operator: &str, account: &str) -> (Permissio
             if np.allow_responses {
                 allow_inbox(&mut sub);
             }
+            let ttl = np.response_ttl.as_deref().and_then(|t| parse_ttl_nanos(t).ok()).unwrap_or(0);
             let perms = Permissions {
-                publish: Permission { allow: dedup(&np.publish), deny: vec![] },
-                subscribe: Permission { allow: sub, deny: vec![] },
-                resp: if np.allow_responses { resp } else { None },
+                publish: Permission { allow: dedup(&np.publish), deny: dedup(&np.deny_publish) },
+                subscribe: Permission { allow: sub, deny: dedup(&np.deny_subscribe) },
+                resp: if np.allow_responses { Some(ResponsePermission { max: 1, ttl }) } else { None },
             };
             (perms, np.max_payload.unwrap_or(-1))
         }
@@ -209,7 +261,7 @@ pub fn plan(c: &Config) -> Plan {
     }
     let unit_index: HashMap<&str, usize> =
         c.organizational_units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
-    for p in c.service_people.iter().filter(|p| p.role == SERVICE_ROLE) {
+    for p in c.service_people.iter().filter(|p| p.is_nats_user()) {
         let account = &unit_account[unit_index[p.organizational_unit.as_str()]];
         let (permissions, payload) = user_permissions(p, &operator, account);
         let hosts = hosts_of.get(p.name.as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default();
@@ -218,6 +270,7 @@ pub fn plan(c: &Config) -> Plan {
             unit: p.organizational_unit.clone(),
             permissions,
             payload,
+            restrictions: user_restrictions(p),
             hosts,
         });
     }
@@ -234,6 +287,7 @@ pub fn plan(c: &Config) -> Plan {
                 unit: String::new(),
                 permissions: Permissions::default(),
                 payload: -1,
+                restrictions: Restrictions::default(),
                 hosts: vec![],
             }],
         },

@@ -1,6 +1,7 @@
 //! The organization config: schema ([`schema`]), subject syntax ([`subject`])
 //! and validation with field paths ([`validate`]).
 
+pub mod perms;
 pub mod schema;
 pub mod subject;
 pub mod validate;

@@ -130,6 +130,17 @@ pub struct Import {
     pub kind: String,
 }
 
+/// `ExternalAuthorization` (auth callout); this project never enables it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExternalAuthorization {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub xkey: String,
+}
+
 /// `nats` of an account JWT, fields in Go's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountNats {
@@ -146,6 +157,10 @@ pub struct AccountNats {
     pub revocations: BTreeMap<String, i64>,
     #[serde(default)]
     pub default_permissions: Permissions,
+    /// Auth callout (`ExternalAuthorization`). A non-pointer struct in Go, so
+    /// nats-io/jwt v2.8.1 always writes it, as `{}` when unused.
+    #[serde(default)]
+    pub authorization: ExternalAuthorization,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -166,6 +181,7 @@ impl Default for AccountNats {
             signing_keys: Vec::new(),
             revocations: BTreeMap::new(),
             default_permissions: Permissions::default(),
+            authorization: ExternalAuthorization::default(),
             description: String::new(),
             info_url: String::new(),
             tags: Vec::new(),
@@ -242,7 +258,7 @@ mod tests {
         let json = serde_json::to_string(&AccountNats::default()).unwrap();
         assert_eq!(
             json,
-            r#"{"limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1},"default_permissions":{"pub":{},"sub":{}},"type":"account","version":2}"#
+            r#"{"limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1},"default_permissions":{"pub":{},"sub":{}},"authorization":{},"type":"account","version":2}"#
         );
         assert!(!AccountLimits::default().jetstream_enabled());
     }

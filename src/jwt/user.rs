@@ -35,6 +35,15 @@ pub struct Permissions {
     pub resp: Option<ResponsePermission>,
 }
 
+/// `TimeRange`: a window of the day, `HH:MM:SS` (Go's `15:04:05`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub start: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub end: String,
+}
+
 /// `nats` of a user JWT, fields in Go's order (Permissions, Limits, flags, issuer_account, generic).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNats {
@@ -43,7 +52,7 @@ pub struct UserNats {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub src: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub times: Vec<serde_json::Value>,
+    pub times: Vec<TimeRange>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub times_location: String,
     #[serde(default, skip_serializing_if = "is_zero")]
