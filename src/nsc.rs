@@ -276,8 +276,8 @@ pub fn import_keys(
         }
         let ac = AccountClaims::decode(&read(path.clone())?).map_err(|e| NscError::Input(format!("{path}: {e}")))?;
         put("account", &a.name, "", &ac.std.sub, true)?;
-        if let Some(sk) = ac.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
-            put("account-signing", &a.name, "", sk, true)?;
+        if let Some(sk) = ac.nats.signing_keys.iter().find(|k| seeds.contains_key(k.key())) {
+            put("account-signing", &a.name, "", sk.key(), true)?;
         }
         for u in &a.users {
             let upath = op_dir.join("accounts").join(&a.name).join("users").join(format!("{}.jwt", u.name));

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::config::perms::{parse_expiry, parse_ttl_nanos, Expiry};
 use crate::config::{Config, Limits, Person, Unit};
 use crate::jwt::account::AccountLimits;
-use crate::jwt::user::{Permission, Permissions, ResponsePermission, TimeRange};
+use crate::jwt::user::{Permission, Permissions, ResponsePermission, TimeRange, UserPermissionLimits};
 
 /// The system account and its admin user.
 pub const SYSTEM_ACCOUNT: &str = "SYS";
@@ -58,6 +58,18 @@ pub struct AccountPlan {
     pub limits: AccountLimits,
     /// Sorted by name.
     pub users: Vec<UserPlan>,
+    /// Issue 14: the account's `default_permissions`.
+    pub default_permissions: Permissions,
+    /// Issue 14: scoped signing keys, sorted by name.
+    pub roles: Vec<RolePlan>,
+}
+
+/// A scoped signing key of an account (`nats_signing_roles[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePlan {
+    pub name: String,
+    pub description: String,
+    pub template: UserPermissionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +81,8 @@ pub struct UserPlan {
     pub payload: i64,
     /// Per-user limits beyond permissions (`nats_limits`, issue 14).
     pub restrictions: Restrictions,
+    /// Issue 14: signed by this role's scoped key (then it has no permissions of its own).
+    pub signing_role: Option<String>,
     /// Hosts that run this service and receive its creds, sorted.
     pub hosts: Vec<String>,
 }
@@ -100,9 +114,43 @@ impl Restrictions {
     }
 }
 
+/// A `nats_signing_roles[]` entry → its scoped key's template. With
+/// `allow_responses` the role's users may subscribe to their own reply inbox,
+/// `_INBOX_{{name()}}.>` (nats-server fills in each user's name).
+fn role_plan(r: &crate::config::perms::SigningRole) -> RolePlan {
+    let mut t = UserPermissionLimits { subs: -1, data: -1, payload: -1, ..Default::default() };
+    if let Some(np) = &r.permissions {
+        let mut sub = dedup(&np.subscribe);
+        let inbox = format!("{}.>", inbox_prefix("{{name()}}"));
+        if np.allow_responses && !sub.contains(&inbox) {
+            sub.push(inbox);
+        }
+        let ttl = np.response_ttl.as_deref().and_then(|t| parse_ttl_nanos(t).ok()).unwrap_or(0);
+        t.permissions = Permissions {
+            publish: Permission { allow: dedup(&np.publish), deny: dedup(&np.deny_publish) },
+            subscribe: Permission { allow: sub, deny: dedup(&np.deny_subscribe) },
+            resp: np.allow_responses.then_some(ResponsePermission { max: 1, ttl }),
+        };
+        t.payload = np.max_payload.unwrap_or(-1);
+    }
+    if let Some(l) = &r.limits {
+        let rs = user_restrictions_of(l);
+        t.src = rs.src;
+        t.times = rs.times;
+        t.times_location = rs.times_location;
+        t.subs = rs.subs.unwrap_or(-1);
+        t.data = rs.data.unwrap_or(-1);
+        t.allowed_connection_types = rs.allowed_connection_types;
+    }
+    RolePlan { name: r.name.clone(), description: r.description.clone().unwrap_or_default(), template: t }
+}
+
 /// A person's `nats_limits` → [`Restrictions`] (validated input).
 pub fn user_restrictions(p: &Person) -> Restrictions {
-    let Some(l) = &p.nats_limits else { return Restrictions::default() };
+    p.nats_limits.as_ref().map(user_restrictions_of).unwrap_or_default()
+}
+
+fn user_restrictions_of(l: &crate::config::perms::UserLimits) -> Restrictions {
     let mut src: Vec<String> = Vec::new();
     for c in &l.source_networks {
         let c = c.trim().to_ascii_lowercase();
@@ -252,7 +300,17 @@ pub fn plan(c: &Config) -> Plan {
             description: String::new(),
             limits: AccountLimits::default(),
             users: vec![],
+            default_permissions: Permissions::default(),
+            roles: vec![],
         });
+        if let Some(d) = &u.nats_default_permissions {
+            a.default_permissions = Permissions {
+                publish: Permission { allow: dedup(&d.publish), deny: dedup(&d.deny_publish) },
+                subscribe: Permission { allow: dedup(&d.subscribe), deny: dedup(&d.deny_subscribe) },
+                resp: None,
+            };
+        }
+        a.roles.extend(u.nats_signing_roles.iter().map(role_plan));
         a.units.push(u.name.clone());
         if defines {
             a.limits = account_limits(u.nats_limits.as_ref());
@@ -271,6 +329,7 @@ pub fn plan(c: &Config) -> Plan {
             permissions,
             payload,
             restrictions: user_restrictions(p),
+            signing_role: p.nats_signing_role.clone(),
             hosts,
         });
     }
@@ -288,13 +347,17 @@ pub fn plan(c: &Config) -> Plan {
                 permissions: Permissions::default(),
                 payload: -1,
                 restrictions: Restrictions::default(),
+                signing_role: None,
                 hosts: vec![],
             }],
+            default_permissions: Permissions::default(),
+            roles: vec![],
         },
     );
     let mut accounts: Vec<AccountPlan> = accounts.into_values().collect();
     for a in &mut accounts {
         a.users.sort_by(|x, y| x.name.cmp(&y.name));
+        a.roles.sort_by(|x, y| x.name.cmp(&y.name));
     }
     let mut hosts: Vec<HostPlan> = c
         .hosts

@@ -22,7 +22,9 @@ fn config() -> Value {
     json!({
         "organization": {"name": "pt"},
         "nats_wiring": "explicit",
-        "organizational_units": [{"name": "Apps", "nats_account_name": "apps"}],
+        "organizational_units": [{"name": "Apps", "nats_account_name": "apps",
+            "nats_signing_roles": [{"name": "reader", "description": "dashboards",
+                "permissions": {"publish": ["pt.r.{{name()}}.>"], "subscribe": ["pt.r.>"]}}]}],
         "service_people": [
             {"name": "deny-service", "organizational_unit": "Apps", "role": "Service",
              "nats_permissions": {"publish": ["pt.a.>"], "subscribe": ["pt.a.>"],
@@ -41,7 +43,9 @@ fn config() -> Value {
              "nats_limits": {"expires": "2020-01-01"}},
             {"name": "alice", "organizational_unit": "Apps", "role": "Operator", "nats_user": true,
              "nats_permissions": {"publish": ["pt.a.>"], "subscribe": ["pt.a.>"]}},
-            {"name": "bob", "organizational_unit": "Apps", "role": "Developer"}
+            {"name": "bob", "organizational_unit": "Apps", "role": "Developer"},
+            {"name": "carol", "organizational_unit": "Apps", "role": "Dashboard", "nats_user": true,
+             "nats_signing_role": "reader"}
         ]
     })
 }
@@ -233,4 +237,61 @@ fn a_limit_change_reissues_only_that_user() {
     assert_eq!(v["nats"]["times"], json!([{"start": "00:00:00", "end": "23:59:59"}]));
     assert_eq!(v["nats"]["times_location"], "UTC");
     assert_eq!(v["exp"], 4_070_908_800i64);
+}
+
+/// A user of a scoped signing key gets the role's permissions (with
+/// `{{name()}}` filled in), and a change of the role re-scopes it on a real
+/// server without re-issuing the user: its JWT and creds stay byte for byte.
+async fn role_change_on(bin: PathBuf) {
+    let store = Store::new(&config());
+    let jwt_before = store.jwt("carol");
+    let creds = store.creds("carol");
+    let payload: Value = serde_json::from_slice(&clan_nats::jwt::peek(&jwt_before).unwrap().1).unwrap();
+    assert_eq!(payload["nats"]["pub"], json!({}), "a scoped user carries no permissions");
+    assert!(payload["nats"].get("subs").is_none(), "nor limits: {payload}");
+    let server = store.server(&bin);
+
+    let (c, mut errors) = connect(&server.url(), &creds, "carol").await.unwrap();
+    let mut own = c.subscribe("pt.r.carol.x").await.unwrap();
+    c.flush().await.unwrap();
+    c.publish("pt.r.carol.x", "mine".into()).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), own.next()).await.expect("role template delivers").unwrap();
+    assert_eq!(m.payload.as_ref(), b"mine");
+    c.publish("pt.r.dave.x", "not mine".into()).await.unwrap();
+    c.flush().await.unwrap();
+    expect_error(&mut errors, "Permissions Violation for Publish to \"pt.r.dave.x\"").await;
+    drop((c, own));
+
+    // Re-scope the role: now only pt.w.> may be published.
+    let mut cfg = config();
+    cfg["organizational_units"][0]["nats_signing_roles"][0]["permissions"]["publish"] = json!(["pt.w.>"]);
+    std::fs::write(&store.config, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    generate(&store.config, &store.dir, &store.key);
+    assert_eq!(store.jwt("carol"), jwt_before, "the user is not re-issued");
+    assert_eq!(store.creds("carol"), creds, "its creds are unchanged");
+    server.reload();
+
+    let (c, mut errors) = connect(&server.url(), &creds, "carol").await.unwrap();
+    c.publish("pt.r.carol.x", "old scope".into()).await.unwrap();
+    c.flush().await.unwrap();
+    expect_error(&mut errors, "Permissions Violation for Publish to \"pt.r.carol.x\"").await;
+    let mut w = c.subscribe("pt.r.any").await.unwrap();
+    c.flush().await.unwrap();
+    c.publish("pt.w.ok", "new scope".into()).await.unwrap();
+    c.flush().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), errors.recv()).await.is_err(),
+        "publishing to the new scope raised an error"
+    );
+    drop(w.unsubscribe().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_change_takes_effect_on_2_9_10() {
+    role_change_on(debian_nats_server()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_change_takes_effect_on_2_15_1() {
+    role_change_on(modern_nats_server()).await;
 }

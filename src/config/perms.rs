@@ -42,6 +42,66 @@ pub struct UserLimits {
     pub expires: Option<String>,
 }
 
+/// A unit's `nats_default_permissions`: the account JWT's `default_permissions`,
+/// which apply to users of the account that have no permissions of their own.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultPermissions {
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    #[serde(default)]
+    pub deny_publish: Vec<String>,
+    #[serde(default)]
+    pub deny_subscribe: Vec<String>,
+}
+
+/// A unit's `nats_signing_roles[]`: a scoped signing key (nsc `edit signing-key
+/// --role`). Its users get `permissions` and `limits` from the key's template, so
+/// changing them re-scopes every user of the role without re-issuing one.
+/// Subjects may use nats-server's templates, e.g. `app.{{name()}}.>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningRole {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub permissions: Option<super::schema::NatsPermissions>,
+    #[serde(default)]
+    pub limits: Option<UserLimits>,
+}
+
+/// The template functions nats-server expands in a scoped key's subjects.
+pub const TEMPLATE_FUNCTIONS: &[&str] =
+    &["name()", "subject()", "account-name()", "account-subject()", "tag(", "account-tag("];
+
+/// Why a role subject's `{{…}}` templates are not ones nats-server knows.
+pub fn template_problem(subject: &str) -> Option<String> {
+    let mut rest = subject;
+    while let Some(i) = rest.find("{{") {
+        let Some(j) = rest[i..].find("}}") else {
+            return Some(format!("{subject:?} has an unclosed {{{{"));
+        };
+        let f = rest[i + 2..i + j].trim();
+        let known = TEMPLATE_FUNCTIONS.iter().any(|t| {
+            if t.ends_with('(') {
+                f.starts_with(t) && f.ends_with(')')
+            } else {
+                f == *t
+            }
+        });
+        if !known {
+            return Some(format!(
+                "{subject:?}: {{{{{f}}}}} is not a template nats-server knows (name(), subject(), account-name(), account-subject(), tag(NAME), account-tag(NAME))"
+            ));
+        }
+        rest = &rest[i + j + 2..];
+    }
+    None
+}
+
 /// One `time_windows` entry: `HH:MM:SS` start and end.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -310,4 +370,105 @@ mod tests {
         assert!(paths.iter().any(|p| p.starts_with("p.time_windows[0].end: \"8pm\"")), "{paths:?}");
         assert!(paths.iter().any(|p| p.starts_with("p.max_subscriptions: -2")), "{paths:?}");
     }
+}
+
+/// Check every unit's `nats_default_permissions` and `nats_signing_roles`, and
+/// every person's `nats_signing_role` (issue 14). Needs a valid unit tree.
+pub fn check_roles(c: &super::Config) -> Vec<Issue> {
+    let mut out = Vec::new();
+    let accounts = crate::plan::unit_accounts(&c.organizational_units);
+    let subjects = |out: &mut Vec<Issue>, at: String, list: &[String], sub: bool, templates: bool| {
+        for (j, s) in list.iter().enumerate() {
+            let p = if sub { subscribe_problem(s) } else { subject_problem(s) };
+            let p = p.or_else(|| if templates { template_problem(s) } else { None });
+            if let Some(m) = p {
+                out.push(Issue { path: format!("{at}[{j}]"), message: m });
+            }
+        }
+    };
+    let mut roles: std::collections::HashMap<(String, String), String> = std::collections::HashMap::new();
+    for (i, u) in c.organizational_units.iter().enumerate() {
+        let at = format!("organizational_units[{i}]");
+        if let Some(d) = &u.nats_default_permissions {
+            let at = format!("{at}.nats_default_permissions");
+            subjects(&mut out, format!("{at}.publish"), &d.publish, false, false);
+            subjects(&mut out, format!("{at}.subscribe"), &d.subscribe, true, false);
+            subjects(&mut out, format!("{at}.deny_publish"), &d.deny_publish, false, false);
+            subjects(&mut out, format!("{at}.deny_subscribe"), &d.deny_subscribe, true, false);
+        }
+        for (r, role) in u.nats_signing_roles.iter().enumerate() {
+            let at = format!("{at}.nats_signing_roles[{r}]");
+            if let Some(m) = super::validate::name_problem(&role.name) {
+                out.push(Issue { path: format!("{at}.name"), message: m });
+            }
+            let key = (accounts[i].clone(), role.name.clone());
+            if let Some(first) = roles.get(&key) {
+                out.push(Issue {
+                    path: format!("{at}.name"),
+                    message: format!("duplicate role {:?} in account {:?} (first at {first})", role.name, accounts[i]),
+                });
+            } else {
+                roles.insert(key, format!("{at}.name"));
+            }
+            if let Some(p) = &role.permissions {
+                let at = format!("{at}.permissions");
+                subjects(&mut out, format!("{at}.publish"), &p.publish, false, true);
+                subjects(&mut out, format!("{at}.subscribe"), &p.subscribe, true, true);
+                subjects(&mut out, format!("{at}.deny_publish"), &p.deny_publish, false, true);
+                subjects(&mut out, format!("{at}.deny_subscribe"), &p.deny_subscribe, true, true);
+                if let Some(t) = &p.response_ttl {
+                    if let Err(m) = parse_ttl_nanos(t) {
+                        out.push(Issue { path: format!("{at}.response_ttl"), message: m });
+                    }
+                }
+                if let Some(mp) = p.max_payload {
+                    if mp != -1 && !(1..=super::validate::MAX_PAYLOAD).contains(&mp) {
+                        out.push(Issue {
+                            path: format!("{at}.max_payload"),
+                            message: format!("{mp} is not a valid limit"),
+                        });
+                    }
+                }
+            }
+            if let Some(l) = &role.limits {
+                out.extend(check_limits(&format!("{at}.limits"), l));
+                if let Some(e) = &l.expires {
+                    out.push(Issue {
+                        path: format!("{at}.limits.expires"),
+                        message: format!(
+                            "{e:?}: a role cannot expire (exp is a claim of each user JWT); set it on the person"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let unit_account: std::collections::HashMap<&str, &str> =
+        c.organizational_units.iter().zip(&accounts).map(|(u, a)| (u.name.as_str(), a.as_str())).collect();
+    for (i, p) in c.service_people.iter().enumerate() {
+        let Some(role) = &p.nats_signing_role else { continue };
+        let at = format!("service_people[{i}].nats_signing_role");
+        let Some(account) = unit_account.get(p.organizational_unit.as_str()) else { continue };
+        if !roles.contains_key(&(account.to_string(), role.clone())) {
+            out.push(Issue {
+                path: at.clone(),
+                message: format!("{role:?} is not a nats_signing_roles name of account {account:?}"),
+            });
+        }
+        if !p.is_nats_user() {
+            out.push(Issue {
+                path: at.clone(),
+                message: format!("role {:?} gets no NATS user: set nats_user: true", p.role),
+            });
+        }
+        if p.nats_permissions.is_some() || p.nats_limits.is_some() {
+            out.push(Issue {
+                path: at,
+                message: format!(
+                    "{role:?}: a user signed by a scoped key carries no permissions or limits of its own; remove nats_permissions/nats_limits"
+                ),
+            });
+        }
+    }
+    out
 }

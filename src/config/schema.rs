@@ -118,6 +118,12 @@ pub struct Unit {
     pub nats_exports: Vec<ExportDecl>,
     #[serde(default)]
     pub nats_imports: Vec<ImportDecl>,
+    // ---- issue 14: account default permissions and scoped signing roles (config/perms.rs) ----
+    #[serde(default)]
+    pub nats_default_permissions: Option<super::perms::DefaultPermissions>,
+    #[serde(default)]
+    pub nats_signing_roles: Vec<super::perms::SigningRole>,
+    // ---- end issue 14 ----
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,6 +144,10 @@ pub struct Person {
     pub nats_user: bool,
     #[serde(default)]
     pub nats_limits: Option<super::perms::UserLimits>,
+    /// A `nats_signing_roles[].name` of the person's account: the user is signed
+    /// by that role's scoped key and gets the role's permissions.
+    #[serde(default)]
+    pub nats_signing_role: Option<String>,
     // ---- end issue 14 ----
 }
 

@@ -123,6 +123,7 @@ pub fn validate(c: &Config) -> Vec<Issue> {
     people(c, &mut v);
     if tree_ok {
         namespaces(c, &mut v);
+        v.0.extend(super::perms::check_roles(c)); // issue 14
     }
     hosts(c, &mut v);
     if v.0.is_empty() {
@@ -394,7 +395,7 @@ fn namespaces(c: &Config, v: &mut Collector) {
         c.organizational_units.iter().zip(&accounts).map(|(u, a)| (u.name.as_str(), a.as_str())).collect();
     let mut seen: HashMap<(String, String), (usize, &str)> = HashMap::new();
     for (i, p) in c.service_people.iter().enumerate() {
-        if !p.is_nats_user() || p.nats_permissions.is_some() || p.name.contains('.') {
+        if !p.is_nats_user() || p.nats_permissions.is_some() || p.nats_signing_role.is_some() || p.name.contains('.') {
             continue;
         }
         let Some(account) = account_of.get(p.organizational_unit.as_str()) else { continue };

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::user::Permissions;
+use super::user::{Permissions, UserPermissionLimits};
 use super::{is_false, ClaimKind, Claims, KeyKind};
 
 /// "No limit" in every NATS limit field.
@@ -130,6 +130,42 @@ pub struct Import {
     pub kind: String,
 }
 
+/// One account signing key: a plain key, or a scoped one (`UserScope`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SigningKey {
+    Key(String),
+    Scoped(UserScope),
+}
+
+impl SigningKey {
+    pub fn key(&self) -> &str {
+        match self {
+            SigningKey::Key(k) => k,
+            SigningKey::Scoped(s) => &s.key,
+        }
+    }
+}
+
+impl From<String> for SigningKey {
+    fn from(k: String) -> Self {
+        SigningKey::Key(k)
+    }
+}
+
+/// `UserScope` (`v2/signingkeys.go`): users signed by `key` get `template`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserScope {
+    /// Always `"user_scope"`.
+    pub kind: String,
+    pub key: String,
+    pub role: String,
+    pub template: UserPermissionLimits,
+    /// Go writes it even when empty.
+    #[serde(default)]
+    pub description: String,
+}
+
 /// `ExternalAuthorization` (auth callout); this project never enables it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ExternalAuthorization {
@@ -150,9 +186,10 @@ pub struct AccountNats {
     pub exports: Vec<Export>,
     #[serde(default)]
     pub limits: AccountLimits,
-    /// Sorted, as Go's `SigningKeys` marshals them.
+    /// Sorted by key, as Go's `SigningKeys` marshals them: plain keys as
+    /// strings, scoped keys as `{"kind":"user_scope",…}` objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signing_keys: Vec<String>,
+    pub signing_keys: Vec<SigningKey>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revocations: BTreeMap<String, i64>,
     #[serde(default)]
@@ -209,7 +246,20 @@ pub type AccountClaims = Claims<AccountNats>;
 impl AccountClaims {
     /// True when `key` may sign users of this account.
     pub fn trusts(&self, key: &str) -> bool {
-        key == self.std.sub || self.nats.signing_keys.iter().any(|k| k == key)
+        key == self.std.sub || self.nats.signing_keys.iter().any(|k| k.key() == key)
+    }
+
+    /// The scope of a scoped signing key, if `key` is one.
+    pub fn scope(&self, key: &str) -> Option<&UserScope> {
+        self.nats.signing_keys.iter().find_map(|k| match k {
+            SigningKey::Scoped(s) if s.key == key => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The public keys of every signing key, plain and scoped.
+    pub fn signing_key_ids(&self) -> Vec<String> {
+        self.nats.signing_keys.iter().map(|k| k.key().to_string()).collect()
     }
 
     /// `IsClaimRevoked`: a user is revoked when its key (or `*`) was revoked at or after its `iat`.

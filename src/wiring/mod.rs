@@ -138,7 +138,7 @@ fn users(c: &Config, accounts: &[String]) -> Vec<User> {
     c.service_people
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.is_nats_user())
+        .filter(|(_, p)| p.is_nats_user() && p.nats_signing_role.is_none())
         .filter_map(|(index, p)| {
             let account = accounts.get(*unit_index.get(p.organizational_unit.as_str())?)?.clone();
             let (perms, _) = plan::user_permissions(p, &operator, &account);
