@@ -640,13 +640,13 @@ fn account_claims(
 ) -> AccountClaims {
     let mut signing_keys: Vec<SigningKey> = vec![sk.entry.public_key.clone().into()];
     for (r, k) in a.roles.iter().zip(roles) {
-        signing_keys.push(SigningKey::Scoped(UserScope {
+        signing_keys.push(SigningKey::Scoped(Box::new(UserScope {
             kind: "user_scope".into(),
             key: k.entry.public_key.clone(),
             role: r.name.clone(),
             template: r.template.clone(),
             description: r.description.clone(),
-        }));
+        })));
     }
     signing_keys.sort_by(|x, y| x.key().cmp(y.key()));
     let mut nats = AccountNats {

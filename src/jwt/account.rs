@@ -135,7 +135,7 @@ pub struct Import {
 #[serde(untagged)]
 pub enum SigningKey {
     Key(String),
-    Scoped(UserScope),
+    Scoped(Box<UserScope>),
 }
 
 impl SigningKey {
@@ -252,7 +252,7 @@ impl AccountClaims {
     /// The scope of a scoped signing key, if `key` is one.
     pub fn scope(&self, key: &str) -> Option<&UserScope> {
         self.nats.signing_keys.iter().find_map(|k| match k {
-            SigningKey::Scoped(s) if s.key == key => Some(s),
+            SigningKey::Scoped(s) if s.key == key => Some(&**s),
             _ => None,
         })
     }
