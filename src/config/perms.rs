@@ -330,48 +330,6 @@ pub fn check_limits(at: &str, l: &UserLimits) -> Vec<Issue> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_durations() {
-        assert_eq!(parse_expiry("1970-01-02"), Ok(Expiry::At(86_400)));
-        assert_eq!(parse_expiry("2027-01-31T12:00:00Z"), Ok(Expiry::At(1_801_396_800)));
-        assert_eq!(parse_expiry("2024-02-29"), Ok(Expiry::At(1_709_164_800)));
-        assert_eq!(parse_expiry("90d"), Ok(Expiry::After(90 * 86_400)));
-        assert_eq!(parse_expiry("2w"), Ok(Expiry::After(1_209_600)));
-        for bad in ["2023-02-29", "2027-13-01", "tomorrow", "0d", "-5d", "2027-01-31T25:00:00Z", "2027-1-31"] {
-            let e = parse_expiry(bad).unwrap_err();
-            assert!(e.contains(bad), "{e}");
-        }
-        assert_eq!(parse_ttl_nanos("250ms"), Ok(250_000_000));
-        assert_eq!(parse_ttl_nanos("5s"), Ok(5_000_000_000));
-        assert!(parse_ttl_nanos("5").is_err() && parse_ttl_nanos("0s").is_err());
-    }
-
-    #[test]
-    fn cidrs_zones_and_paths() {
-        assert_eq!(cidr_problem("10.0.0.0/8"), None);
-        assert_eq!(cidr_problem("fd00::/8"), None);
-        for bad in ["10.0.0.0", "10.0.0.0/33", "300.0.0.0/8", "x/1", "::/129", "10.0.0.0/08"] {
-            assert!(cidr_problem(bad).unwrap().contains(bad));
-        }
-        assert_eq!(zone_problem("Europe/Berlin"), None);
-        assert!(zone_problem("../etc/passwd").is_some() && zone_problem("Local").is_some());
-        let l = UserLimits {
-            allowed_connection_types: vec!["STANDARD".into(), "TELNET".into()],
-            time_windows: vec![TimeWindow { start: "08:00:00".into(), end: "8pm".into() }],
-            max_subscriptions: Some(-2),
-            ..Default::default()
-        };
-        let paths: Vec<String> = check_limits("p", &l).into_iter().map(|i| format!("{i}")).collect();
-        assert!(paths.iter().any(|p| p.starts_with("p.allowed_connection_types[1]: \"TELNET\"")), "{paths:?}");
-        assert!(paths.iter().any(|p| p.starts_with("p.time_windows[0].end: \"8pm\"")), "{paths:?}");
-        assert!(paths.iter().any(|p| p.starts_with("p.max_subscriptions: -2")), "{paths:?}");
-    }
-}
-
 /// Check every unit's `nats_default_permissions` and `nats_signing_roles`, and
 /// every person's `nats_signing_role` (issue 14). Needs a valid unit tree.
 pub fn check_roles(c: &super::Config) -> Vec<Issue> {
@@ -471,4 +429,46 @@ pub fn check_roles(c: &super::Config) -> Vec<Issue> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_durations() {
+        assert_eq!(parse_expiry("1970-01-02"), Ok(Expiry::At(86_400)));
+        assert_eq!(parse_expiry("2027-01-31T12:00:00Z"), Ok(Expiry::At(1_801_396_800)));
+        assert_eq!(parse_expiry("2024-02-29"), Ok(Expiry::At(1_709_164_800)));
+        assert_eq!(parse_expiry("90d"), Ok(Expiry::After(90 * 86_400)));
+        assert_eq!(parse_expiry("2w"), Ok(Expiry::After(1_209_600)));
+        for bad in ["2023-02-29", "2027-13-01", "tomorrow", "0d", "-5d", "2027-01-31T25:00:00Z", "2027-1-31"] {
+            let e = parse_expiry(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        assert_eq!(parse_ttl_nanos("250ms"), Ok(250_000_000));
+        assert_eq!(parse_ttl_nanos("5s"), Ok(5_000_000_000));
+        assert!(parse_ttl_nanos("5").is_err() && parse_ttl_nanos("0s").is_err());
+    }
+
+    #[test]
+    fn cidrs_zones_and_paths() {
+        assert_eq!(cidr_problem("10.0.0.0/8"), None);
+        assert_eq!(cidr_problem("fd00::/8"), None);
+        for bad in ["10.0.0.0", "10.0.0.0/33", "300.0.0.0/8", "x/1", "::/129", "10.0.0.0/08"] {
+            assert!(cidr_problem(bad).unwrap().contains(bad));
+        }
+        assert_eq!(zone_problem("Europe/Berlin"), None);
+        assert!(zone_problem("../etc/passwd").is_some() && zone_problem("Local").is_some());
+        let l = UserLimits {
+            allowed_connection_types: vec!["STANDARD".into(), "TELNET".into()],
+            time_windows: vec![TimeWindow { start: "08:00:00".into(), end: "8pm".into() }],
+            max_subscriptions: Some(-2),
+            ..Default::default()
+        };
+        let paths: Vec<String> = check_limits("p", &l).into_iter().map(|i| format!("{i}")).collect();
+        assert!(paths.iter().any(|p| p.starts_with("p.allowed_connection_types[1]: \"TELNET\"")), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("p.time_windows[0].end: \"8pm\"")), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("p.max_subscriptions: -2")), "{paths:?}");
+    }
 }
