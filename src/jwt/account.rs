@@ -363,6 +363,39 @@ mod tests {
     }
 
     #[test]
+    fn scoped_signing_keys_match_go_shape() {
+        // The shape of SigningKeys.MarshalJSON in nats-io/jwt v2.8.1 (signingkeys.go,
+        // read from the source; nsc 2.14 describes the resulting accounts identically,
+        // see .ci/nsc-check.sh): keys sorted, strings and objects mixed, the template
+        // a UserPermissionLimits with NewUserScope's -1 limits, description always.
+        let mut n = AccountNats::default();
+        let template = UserPermissionLimits { subs: -1, data: -1, payload: -1, ..Default::default() };
+        n.signing_keys = vec![
+            SigningKey::Key("AB".into()),
+            SigningKey::Scoped(Box::new(UserScope {
+                kind: "user_scope".into(),
+                key: "AC".into(),
+                role: "r".into(),
+                template,
+                description: String::new(),
+            })),
+        ];
+        let json = String::from_utf8(crate::jwt::go_json(&n.signing_keys)).unwrap();
+        assert_eq!(
+            json,
+            r#"["AB",{"kind":"user_scope","key":"AC","role":"r","template":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1},"description":""}]"#
+        );
+        let back: Vec<SigningKey> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, n.signing_keys);
+        // A scoped user: nothing but issuer_account (jwt's HasEmptyPermissions).
+        let u = crate::jwt::user::UserNats::scoped("AA");
+        assert_eq!(
+            String::from_utf8(crate::jwt::go_json(&u)).unwrap(),
+            r#"{"pub":{},"sub":{},"issuer_account":"AA","type":"user","version":2}"#
+        );
+    }
+
+    #[test]
     fn exports_are_sorted_by_subject() {
         let e = AccountClaims::system_exports();
         assert!(e[0].subject < e[1].subject);
