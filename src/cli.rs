@@ -147,6 +147,10 @@ pub enum Command {
         /// The nsc keystore dir (containing keys/).
         #[arg(long)]
         keys: Utf8PathBuf,
+        /// Import even though the config cannot express everything in the nsc
+        /// operator; what is dropped is listed on stderr.
+        #[arg(long)]
+        drop_unsupported: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -451,10 +455,22 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             }
             Ok(())
         }
-        Command::ImportNsc { from, keys, store } => {
+        Command::ImportNsc { from, keys, drop_unsupported, store } => {
             let cfg = crate::config::load(&store.config)?;
             let plan = crate::plan::plan(&cfg);
             let imported = nsc::import_keys(&from, &keys, &plan)?;
+            let losses = nsc::import_losses(&from, &plan)?;
+            if !losses.is_empty() && !drop_unsupported {
+                return Err(nsc::NscError::Input(format!(
+                    "{from}: import-nsc would drop {} thing(s) the config does not express:\n  - {}\nput them in the config, or pass --drop-unsupported to drop them",
+                    losses.len(),
+                    losses.join("\n  - ")
+                ))
+                .into());
+            }
+            for l in &losses {
+                eprintln!("clan-nats: dropped (--drop-unsupported): {l}");
+            }
             let mut confirm = confirm_changes(store.yes);
             let mut req = store_request(&store, "import-nsc", pins, &mut confirm);
             req.imported = Some(imported);

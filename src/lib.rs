@@ -13,6 +13,7 @@ pub mod governance;
 pub mod jwt;
 pub mod manifest;
 pub mod nsc;
+pub mod nsc_import;
 pub mod ops;
 pub mod plan;
 pub mod store;

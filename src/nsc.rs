@@ -226,6 +226,12 @@ fn read_seeds(keys_dir: &Utf8Path) -> Result<HashMap<String, String>, NscError> 
     Ok(seeds)
 }
 
+/// What importing the nsc operator under `stores` for `plan` would drop ([`crate::nsc_import`]).
+pub fn import_losses(stores: &Utf8Path, plan: &Plan) -> Result<Vec<String>, NscError> {
+    let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
+    crate::nsc_import::losses(&stores.join(&plan.operator), plan).map_err(NscError::Input)
+}
+
 /// Keys to adopt from an nsc operator for the entities the plan names:
 /// (role, account, user) → seed. Entities the plan does not name are ignored;
 /// entities the nsc store lacks get new keys in `generate`.
@@ -260,13 +266,21 @@ pub fn import_keys(
                 Ok(())
             }
             None if required => {
-                Err(NscError::Input(format!("{keys_dir}: no seed for {role} {account}{user} ({public})")))
+                let who = match (role, account, user) {
+                    ("operator" | "operator-signing", _, _) => format!("{role} {}", plan.operator),
+                    (_, a, "") => format!("{role} {a}"),
+                    (_, a, u) => format!("{role} {a}/{u}"),
+                };
+                Err(NscError::Input(format!(
+                    "{keys_dir}: no seed for {who} ({public}); a missing key is not replaced by a new one: restore it, or leave the entity out of the config"
+                )))
             }
             None => Ok(()),
         }
     };
     put("operator", "", "", &op.std.sub, true)?;
-    if let Some(sk) = op.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
+    // The first signing key (others are listed by nsc_import::losses); its seed must be there.
+    if let Some(sk) = op.nats.signing_keys.first() {
         put("operator-signing", "", "", sk, true)?;
     }
     for a in &plan.accounts {
@@ -276,8 +290,14 @@ pub fn import_keys(
         }
         let ac = AccountClaims::decode(&read(path.clone())?).map_err(|e| NscError::Input(format!("{path}: {e}")))?;
         put("account", &a.name, "", &ac.std.sub, true)?;
-        if let Some(sk) = ac.nats.signing_keys.iter().find(|k| seeds.contains_key(k.key())) {
+        let plain = ac.nats.signing_keys.iter().find(|k| matches!(k, crate::jwt::account::SigningKey::Key(_)));
+        if let Some(sk) = plain {
             put("account-signing", &a.name, "", sk.key(), true)?;
+        }
+        for r in &a.roles {
+            if let Some(s) = ac.scope_of_role(&r.name) {
+                put("account-scoped", &a.name, &r.name, &s.key, true)?;
+            }
         }
         for u in &a.users {
             let upath = op_dir.join("accounts").join(&a.name).join("users").join(format!("{}.jwt", u.name));

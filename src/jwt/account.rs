@@ -257,6 +257,14 @@ impl AccountClaims {
         })
     }
 
+    /// The scoped signing key of role `role`, if any.
+    pub fn scope_of_role(&self, role: &str) -> Option<&UserScope> {
+        self.nats.signing_keys.iter().find_map(|k| match k {
+            SigningKey::Scoped(s) if s.role == role => Some(&**s),
+            _ => None,
+        })
+    }
+
     /// The public keys of every signing key, plain and scoped.
     pub fn signing_key_ids(&self) -> Vec<String> {
         self.nats.signing_keys.iter().map(|k| k.key().to_string()).collect()
