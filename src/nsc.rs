@@ -232,6 +232,30 @@ pub fn import_losses(stores: &Utf8Path, plan: &Plan) -> Result<Vec<String>, NscE
     crate::nsc_import::losses(&stores.join(&plan.operator), plan).map_err(NscError::Input)
 }
 
+/// The config JSON `raw` extended by what the nsc operator under `stores` holds
+/// and the config can express ([`crate::nsc_import::adopt`]).
+pub fn adopt_config(stores: &Utf8Path, plan: &Plan, raw: &serde_json::Value) -> Result<serde_json::Value, NscError> {
+    let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
+    crate::nsc_import::adopt(raw, &stores.join(&plan.operator), plan).map_err(NscError::Input)
+}
+
+/// Write `bytes` to `path` atomically: a temp file beside it, checked by
+/// `check`, then renamed over it. Nothing is left behind on failure.
+pub fn write_atomic<E>(path: &Utf8Path, bytes: &[u8], check: impl FnOnce(&Utf8Path) -> Result<(), E>) -> Result<(), E>
+where
+    E: From<NscError>,
+{
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".clan-nats-config.").tempfile_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(io(path))?;
+    let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
+        .map_err(|_| NscError::Input("non-UTF-8 temp path".into()))?;
+    check(&tmp_path)?;
+    tmp.persist(path).map_err(|e| NscError::Io { path: path.to_owned(), source: e.error })?;
+    Ok(())
+}
+
 /// Keys to adopt from an nsc operator for the entities the plan names:
 /// (role, account, user) → seed. Entities the plan does not name are ignored;
 /// entities the nsc store lacks get new keys in `generate`.

@@ -115,6 +115,22 @@ fn user_losses(what: &str, uc: &UserClaims, u: &UserPlan, out: &mut Vec<String>)
     }
 }
 
+/// Account limits up to what has no effect: the JetStream sub-limits of an
+/// account without JetStream, and 0 vs -1 ("no limit") of the per-stream limits.
+fn normal(l: &crate::jwt::account::AccountLimits) -> crate::jwt::account::AccountLimits {
+    let mut l = l.clone();
+    if !l.jetstream_enabled() {
+        (l.streams, l.consumer, l.max_ack_pending, l.mem_max_stream_bytes, l.disk_max_stream_bytes) = (0, 0, 0, 0, 0);
+        l.max_bytes_required = false;
+    }
+    for v in [&mut l.max_ack_pending, &mut l.mem_max_stream_bytes, &mut l.disk_max_stream_bytes] {
+        if *v == -1 {
+            *v = 0;
+        }
+    }
+    l
+}
+
 fn account_losses(what: &str, ac: &AccountClaims, a: &AccountPlan, plan: &Plan, out: &mut Vec<String>) {
     let plain: Vec<&str> = ac
         .nats
@@ -145,7 +161,7 @@ fn account_losses(what: &str, ac: &AccountClaims, a: &AccountPlan, plan: &Plan, 
             }
         }
     }
-    if ac.nats.limits != a.limits {
+    if normal(&ac.nats.limits) != normal(&a.limits) {
         out.push(format!(
             "{what}: limits {} (the config gives {})",
             serde_json::to_string(&ac.nats.limits).unwrap_or_default(),
@@ -246,4 +262,155 @@ pub fn losses(op_dir: &Utf8Path, plan: &Plan) -> Result<Vec<String>, String> {
         }
     }
     Ok(out)
+}
+
+// ---- `import-nsc --write-config`: the config, extended by what nsc holds ----
+
+use serde_json::{json, Value};
+
+/// `YYYY-MM-DDTHH:MM:SSZ` of a unix time (for `expires`).
+fn rfc3339(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // H. Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// A user JWT's permissions and limits as `nats_permissions` / `nats_limits`.
+fn person_fields(uc: &UserClaims) -> (Value, Option<Value>) {
+    let n = &uc.nats;
+    let p = &n.permissions;
+    let mut perms = json!({"publish": p.publish.allow, "subscribe": p.subscribe.allow});
+    if !p.publish.deny.is_empty() {
+        perms["deny_publish"] = json!(p.publish.deny);
+    }
+    if !p.subscribe.deny.is_empty() {
+        perms["deny_subscribe"] = json!(p.subscribe.deny);
+    }
+    if let Some(r) = p.resp {
+        perms["allow_responses"] = json!(true);
+        if r.ttl > 0 && r.ttl % 1_000_000 == 0 {
+            perms["response_ttl"] = json!(format!("{}ms", r.ttl / 1_000_000));
+        }
+    }
+    if n.payload > 0 {
+        perms["max_payload"] = json!(n.payload);
+    }
+    let mut limits = serde_json::Map::new();
+    if n.subs > 0 {
+        limits.insert("max_subscriptions".into(), json!(n.subs));
+    }
+    if n.data > 0 {
+        limits.insert("max_data".into(), json!(n.data));
+    }
+    if !n.allowed_connection_types.is_empty() {
+        limits.insert("allowed_connection_types".into(), json!(n.allowed_connection_types));
+    }
+    if !n.src.is_empty() {
+        limits.insert("source_networks".into(), json!(n.src));
+    }
+    if !n.times.is_empty() {
+        limits.insert("time_windows".into(), json!(n.times));
+        if !n.times_location.is_empty() {
+            limits.insert("time_zone".into(), json!(n.times_location));
+        }
+    }
+    if uc.std.exp > 0 {
+        limits.insert("expires".into(), json!(rfc3339(uc.std.exp)));
+    }
+    (perms, (!limits.is_empty()).then_some(Value::Object(limits)))
+}
+
+fn unit_limits(l: &crate::jwt::account::AccountLimits) -> Value {
+    let mut v = json!({"conn": l.conn, "subs": l.subs, "payload": l.payload, "data": l.data});
+    if l.jetstream_enabled() {
+        v["jetstream"] = json!({"mem_storage": l.mem_storage, "disk_storage": l.disk_storage,
+                                "streams": l.streams, "consumer": l.consumer});
+    }
+    v
+}
+
+/// The config `config` (its JSON) extended with everything of the nsc operator
+/// at `op_dir` that the config can express: accounts as units, users as people
+/// with their permissions and limits, account limits and default permissions.
+/// What is left over is reported by [`losses`] on the adopted config.
+pub fn adopt(config: &Value, op_dir: &Utf8Path, plan: &Plan) -> Result<Value, String> {
+    let mut c = config.clone();
+    let read = |p: Utf8PathBuf| fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"));
+    let accounts_dir = op_dir.join("accounts");
+    let names: BTreeSet<String> = fs::read_dir(&accounts_dir)
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    for name in names.iter().filter(|n| n.as_str() != crate::plan::SYSTEM_ACCOUNT) {
+        let dir = accounts_dir.join(name);
+        let ac = AccountClaims::decode(&read(dir.join(format!("{name}.jwt")))?).map_err(|e| format!("{dir}: {e}"))?;
+        // The unit that defines the account, or a new top-level unit named after it.
+        let unit = match plan.units.iter().find(|u| &u.account == name && plan.accounts.iter().any(|a| &a.name == name))
+        {
+            Some(u) => u.name.clone(),
+            None => {
+                let units = c["organizational_units"].as_array_mut().ok_or("organizational_units is not a list")?;
+                units.push(json!({"name": name, "nats_account_name": name}));
+                name.clone()
+            }
+        };
+        let units = c["organizational_units"].as_array_mut().ok_or("organizational_units is not a list")?;
+        if let Some(u) = units.iter_mut().find(|u| u["name"] == json!(unit)) {
+            if ac.nats.limits != crate::jwt::account::AccountLimits::default() {
+                u["nats_limits"] = unit_limits(&ac.nats.limits);
+            }
+            let d = &ac.nats.default_permissions;
+            if *d != Default::default() {
+                u["nats_default_permissions"] = json!({"publish": d.publish.allow, "subscribe": d.subscribe.allow,
+                    "deny_publish": d.publish.deny, "deny_subscribe": d.subscribe.deny});
+            }
+        }
+        let users: BTreeSet<String> = fs::read_dir(dir.join("users"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jwt")).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for un in &users {
+            let tok = read(dir.join("users").join(format!("{un}.jwt")))?;
+            let uc = UserClaims::decode(&tok).map_err(|e| format!("user {name}/{un}: {e}"))?;
+            if ac.scope(&uc.std.iss).is_some() {
+                continue; // a role user: its scope is the account's business
+            }
+            let (perms, limits) = person_fields(&uc);
+            if c.get("service_people").is_none() {
+                c["service_people"] = json!([]);
+            }
+            let people = c["service_people"].as_array_mut().ok_or("service_people is not a list")?;
+            let p = match people.iter().position(|p| p["name"] == json!(un)) {
+                Some(i) => &mut people[i],
+                None => {
+                    people.push(json!({"name": un, "organizational_unit": unit, "role": "Service"}));
+                    people.last_mut().expect("just pushed")
+                }
+            };
+            if p.get("nats_signing_role").is_some_and(|r| !r.is_null()) {
+                continue;
+            }
+            p["nats_permissions"] = perms;
+            match limits {
+                Some(l) => p["nats_limits"] = l,
+                None => {
+                    if let Some(o) = p.as_object_mut() {
+                        o.remove("nats_limits");
+                    }
+                }
+            }
+        }
+    }
+    Ok(c)
 }

@@ -198,3 +198,64 @@ fn our_own_export_imports_with_nothing_lost() {
     assert_eq!(keys(&dir), keys(&tmp.path().join("b")));
     std::fs::remove_dir_all(&nsc).unwrap();
 }
+
+/// `--write-config FILE` adopts what the config can express (the extra user,
+/// the deny rule, the account limit); only the extra signing keys are left,
+/// and after accepting those, nsc describes the users of our export as it
+/// described its own (permissions and limits; keys are kept, so same `sub`).
+#[test]
+fn write_config_adopts_what_the_config_can_express() {
+    let n = nsc_operator();
+    let cfg = config(n.tmp.path());
+    let adopted = n.tmp.path().join("adopted.json");
+    let out = n.tmp.path().join("store");
+    let args = ["--write-config", adopted.to_str().unwrap()];
+    let (code, err) = import(&n, &cfg, &out, &args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("signing key"), "{err}");
+    for gone in ["pub.deny", "app/extra", "limits", "\"conn\":10"] {
+        assert!(!err.contains(gone), "{gone:?} should have been adopted:\n{err}");
+    }
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&adopted).unwrap()).unwrap();
+    let people = a["service_people"].as_array().unwrap();
+    let svc = people.iter().find(|p| p["name"] == "svc").unwrap();
+    assert_eq!(svc["nats_permissions"]["deny_publish"], json!(["a.secret.>"]));
+    assert!(people.iter().any(|p| p["name"] == "extra"), "{a}");
+    assert_eq!(a["organizational_units"][0]["nats_limits"]["conn"], 10);
+    assert!(!out.exists());
+
+    let (code, err) = import(&n, &cfg, &out, &[&args[..], &["--drop-unsupported"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let export = n.tmp.path().join("re-export");
+    let o = bin()
+        .args(["export-nsc", "--dir"])
+        .arg(&out)
+        .arg("--identity")
+        .arg(n.tmp.path().join("owner.key"))
+        .arg("--to")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let claims = |p: PathBuf| -> serde_json::Value {
+        let t = std::fs::read_to_string(p).unwrap();
+        serde_json::from_slice(&clan_nats::jwt::peek(&t).unwrap().1).unwrap()
+    };
+    for user in ["svc", "extra"] {
+        let theirs = claims(n.data().join(format!("nscop/accounts/app/users/{user}.jwt")));
+        let ours = claims(export.join(format!("stores/nscop/accounts/app/users/{user}.jwt")));
+        assert_eq!(ours["sub"], theirs["sub"], "{user} keeps its key");
+        for f in ["pub", "sub", "subs", "data", "payload", "resp"] {
+            assert_eq!(ours["nats"][f], theirs["nats"][f], "{user}: nats.{f}\nours {ours}\ntheirs {theirs}");
+        }
+    }
+    // Account limits, up to the JetStream sub-limits nsc writes for an account
+    // without JetStream (mem_storage/disk_storage 0), which have no effect.
+    let ours = claims(export.join("stores/nscop/accounts/app/app.jwt"))["nats"]["limits"].clone();
+    let theirs = claims(n.data().join("nscop/accounts/app/app.jwt"))["nats"]["limits"].clone();
+    for f in
+        ["conn", "subs", "data", "payload", "imports", "exports", "leaf", "wildcards", "mem_storage", "disk_storage"]
+    {
+        assert_eq!(ours[f], theirs[f], "account limit {f}\nours {ours}\ntheirs {theirs}");
+    }
+}
