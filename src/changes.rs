@@ -147,6 +147,9 @@ pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, ro
                     if o.payload != u.payload {
                         why.push("payload limit changed");
                     }
+                    if o.restrictions != u.restrictions {
+                        why.push("limits changed");
+                    }
                     if why.is_empty() {
                         why.push("its account's signing key changed");
                     }

@@ -192,6 +192,15 @@ pub enum Command {
         /// The nsc keystore dir (containing keys/).
         #[arg(long)]
         keys: Utf8PathBuf,
+        /// Import even though the config cannot express everything in the nsc
+        /// operator; what is dropped is listed on stderr.
+        #[arg(long)]
+        drop_unsupported: bool,
+        /// Write the adopted config to FILE (atomically): the config plus every
+        /// account, user, permission and limit of the nsc operator it can express.
+        /// The import then uses it.
+        #[arg(long, value_name = "FILE")]
+        write_config: Option<Utf8PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -692,10 +701,39 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             }
             Ok(())
         }
-        Command::ImportNsc { from, keys, store } => {
+        Command::ImportNsc { from, keys, drop_unsupported, write_config, mut store } => {
             let cfg = crate::config::load(&store.config)?;
-            let plan = crate::plan::plan(&cfg);
+            let mut plan = crate::plan::plan(&cfg);
+            if let Some(file) = write_config {
+                let raw: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(&store.config)
+                        .map_err(|e| nsc::NscError::Io { path: store.config.clone(), source: e })?,
+                )
+                .map_err(|e| nsc::NscError::Input(format!("{}: {e}", store.config)))?;
+                let adopted = nsc::adopt_config(&from, &plan, &raw)?;
+                let mut bytes = serde_json::to_vec_pretty(&adopted).expect("json");
+                bytes.push(b'\n');
+                // The adopted config must itself be valid before it replaces FILE.
+                nsc::write_atomic::<Error>(&file, &bytes, |tmp| {
+                    crate::config::load(tmp).map(|_| ()).map_err(Error::from)
+                })?;
+                eprintln!("clan-nats: wrote the adopted config to {file}");
+                plan = crate::plan::plan(&crate::config::load(&file)?);
+                store.config = file;
+            }
             let imported = nsc::import_keys(&from, &keys, &plan)?;
+            let losses = nsc::import_losses(&from, &plan)?;
+            if !losses.is_empty() && !drop_unsupported {
+                return Err(nsc::NscError::Input(format!(
+                    "{from}: import-nsc would drop {} thing(s) the config does not express:\n  - {}\nput them in the config, or pass --drop-unsupported to drop them",
+                    losses.len(),
+                    losses.join("\n  - ")
+                ))
+                .into());
+            }
+            for l in &losses {
+                eprintln!("clan-nats: dropped (--drop-unsupported): {l}");
+            }
             let mut confirm = confirm_changes(store.yes);
             let mut req = store_request(&store, "import-nsc", pins, &mut confirm);
             req.imported = Some(imported);

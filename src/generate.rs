@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use nkeys::KeyPair;
 use rayon::prelude::*;
 
+use crate::config::perms::Expiry;
+use crate::jwt::account::{SigningKey, UserScope};
 use crate::jwt::{
     creds, AccountClaims, AccountNats, ClaimKind, Claims, JwtError, OperatorClaims, OperatorNats, UserClaims, UserNats,
 };
@@ -79,7 +81,9 @@ impl Rotation {
         match self {
             Rotation::User(n) => role == "user" && user == n,
             Rotation::Users(ns) => role == "user" && ns.iter().any(|n| n == user),
-            Rotation::Account(n) => (role == "account" || role == "account-signing") && account == n,
+            Rotation::Account(n) => {
+                (role == "account" || role == "account-signing" || role == "account-scoped") && account == n
+            }
             Rotation::OperatorSigningKey => role == "operator-signing",
         }
     }
@@ -269,8 +273,15 @@ impl<'a> Builder<'a> {
         let mut wiring = self.wiring(plan, &account_keys)?;
         let mut preload = BTreeMap::new();
         let mut user_keys = Vec::new();
+        let mut role_keys = Vec::new();
         for (a, (acct, acct_sk)) in plan.accounts.iter().zip(&account_keys) {
             let old_acct = old.and_then(|m| m.account(&a.name));
+            // Issue 14: one scoped signing key per role.
+            let rk: Vec<Key> = a
+                .roles
+                .iter()
+                .map(|r| self.key("account-scoped", &a.name, &r.name, KeyPair::new_account))
+                .collect::<Result<_, _>>()?;
             let uk = a
                 .users
                 .par_iter()
@@ -279,7 +290,7 @@ impl<'a> Builder<'a> {
             let current: HashMap<&str, &str> =
                 a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
             let mut claims =
-                account_claims(a, acct, acct_sk, self.revocations(old_acct, &current, &acct.entry.public_key));
+                account_claims(a, acct, acct_sk, &rk, self.revocations(old_acct, &current, &acct.entry.public_key));
             if let Some((exports, imports)) = wiring.remove(&a.name) {
                 claims.nats.exports = exports;
                 claims.nats.imports = imports;
@@ -292,13 +303,24 @@ impl<'a> Builder<'a> {
             preload.insert(acct.entry.public_key.clone(), jwt);
             seal_key(acct, &mut out)?;
             seal_key(acct_sk, &mut out)?;
+            for k in &rk {
+                seal_key(k, &mut out)?;
+            }
             user_keys.push(uk);
+            role_keys.push(rk);
         }
 
         // Users, in parallel: decide, load the signing keys that are needed, sign and seal.
         let mut account_entries = Vec::new();
         let mut host_creds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for ((a, (acct, acct_sk)), uk) in plan.accounts.iter().zip(&account_keys).zip(user_keys) {
+        for (((a, (acct, acct_sk)), uk), rk) in plan.accounts.iter().zip(&account_keys).zip(user_keys).zip(&role_keys) {
+            // The key that signs each user: its role's scoped key, else the account signing key.
+            let signer_of = |u: &UserPlan| -> &Key {
+                u.signing_role
+                    .as_ref()
+                    .and_then(|r| a.roles.iter().position(|x| &x.name == r))
+                    .map_or(acct_sk, |i| &rk[i])
+            };
             let old_acct = old.and_then(|m| m.account(&a.name));
             let old_users: HashMap<&str, &UserEntry> =
                 old_acct.map(|e| e.users.iter().map(|u| (u.name.as_str(), u)).collect()).unwrap_or_default();
@@ -308,22 +330,28 @@ impl<'a> Builder<'a> {
                 .zip(&uk)
                 .map(|(u, k)| {
                     let old_jwt = old_users.get(u.name.as_str()).and_then(|e| self.old_jwt(&e.jwt));
-                    decide(
+                    decide_user(
                         user_claims(u, &k.entry.public_key, &acct.entry.public_key),
-                        &acct_sk.entry.public_key,
+                        u.restrictions.expires,
+                        &signer_of(u).entry.public_key,
                         old_jwt,
                         self.ctx.now,
                     )
                 })
                 .collect();
-            let signer =
-                if decisions.iter().any(|d| matches!(d, Issue::Sign(..))) { Some(self.pair(acct_sk)?) } else { None };
+            let mut signers: HashMap<String, KeyPair> = HashMap::new();
+            for (u, d) in a.users.iter().zip(&decisions) {
+                let s = signer_of(u);
+                if matches!(d, Issue::Sign(..)) && !signers.contains_key(&s.entry.public_key) {
+                    signers.insert(s.entry.public_key.clone(), self.pair(s)?);
+                }
+            }
             let users: Vec<UserOut> = a
                 .users
                 .par_iter()
                 .zip(&uk)
                 .zip(decisions)
-                .map(|((u, k), d)| self.user(&layout, a, u, k, d, signer.as_ref()))
+                .map(|((u, k), d)| self.user(&layout, a, u, k, d, signers.get(&signer_of(u).entry.public_key)))
                 .collect::<Result<_, _>>()?;
             let mut entries = Vec::new();
             for u in users {
@@ -344,7 +372,10 @@ impl<'a> Builder<'a> {
             account_entries.push(AccountEntry {
                 name: a.name.clone(),
                 public_key: acct.entry.public_key.clone(),
-                signing_keys: vec![acct_sk.entry.public_key.clone()],
+                signing_keys: std::iter::once(&acct_sk.entry.public_key)
+                    .chain(rk.iter().map(|k| &k.entry.public_key))
+                    .cloned()
+                    .collect(),
                 system: a.system,
                 units: a.units.clone(),
                 jetstream: a.limits.jetstream_enabled(),
@@ -438,6 +469,7 @@ impl<'a> Builder<'a> {
                 public_key: k.entry.public_key.clone(),
                 permissions: u.permissions.clone(),
                 payload: u.payload,
+                restrictions: u.restrictions.clone(),
                 hosts: u.hosts.clone(),
                 jwt: layout.user_jwt(&a.name, &u.name),
                 creds: creds_path,
@@ -598,10 +630,28 @@ impl<'a> Builder<'a> {
     }
 }
 
-fn account_claims(a: &AccountPlan, acct: &Key, sk: &Key, revocations: BTreeMap<String, i64>) -> AccountClaims {
+fn account_claims(
+    a: &AccountPlan,
+    acct: &Key,
+    sk: &Key,
+    roles: &[Key],
+    revocations: BTreeMap<String, i64>,
+) -> AccountClaims {
+    let mut signing_keys: Vec<SigningKey> = vec![sk.entry.public_key.clone().into()];
+    for (r, k) in a.roles.iter().zip(roles) {
+        signing_keys.push(SigningKey::Scoped(Box::new(UserScope {
+            kind: "user_scope".into(),
+            key: k.entry.public_key.clone(),
+            role: r.name.clone(),
+            template: r.template.clone(),
+            description: r.description.clone(),
+        })));
+    }
+    signing_keys.sort_by(|x, y| x.key().cmp(y.key()));
     let mut nats = AccountNats {
         limits: a.limits.clone(),
-        signing_keys: vec![sk.entry.public_key.clone()],
+        signing_keys,
+        default_permissions: a.default_permissions.clone(),
         revocations,
         description: a.description.clone(),
         ..Default::default()
@@ -613,16 +663,54 @@ fn account_claims(a: &AccountPlan, acct: &Key, sk: &Key, revocations: BTreeMap<S
 }
 
 fn user_claims(u: &UserPlan, user_key: &str, account_key: &str) -> UserClaims {
-    UserClaims::new(
+    if u.signing_role.is_some() {
+        // A scoped key's user carries nothing: the server applies the role's template.
+        return UserClaims::new(user_key, &u.name, UserNats::scoped(account_key));
+    }
+    let r = &u.restrictions;
+    let mut c = UserClaims::new(
         user_key,
         &u.name,
         UserNats {
             permissions: u.permissions.clone(),
+            src: r.src.clone(),
+            times: r.times.clone(),
+            times_location: r.times_location.clone(),
+            subs: r.subs.unwrap_or(-1),
+            data: r.data.unwrap_or(-1),
             payload: u.payload,
+            allowed_connection_types: r.allowed_connection_types.clone(),
             issuer_account: account_key.to_string(),
             ..Default::default()
         },
-    )
+    );
+    if let Some(Expiry::At(t)) = r.expires {
+        c.std.exp = t;
+    }
+    c
+}
+
+/// [`decide`] for a user whose `exp` may be relative to its `iat`
+/// (`expires: "90d"`): kept while nothing else changed, and a re-issued JWT
+/// expires that long after its new `iat`.
+fn decide_user(
+    mut claims: UserClaims,
+    expires: Option<Expiry>,
+    signer: &str,
+    old: Option<&str>,
+    now: i64,
+) -> Issue<UserNats> {
+    let Some(Expiry::After(d)) = expires else { return decide(claims, signer, old, now) };
+    if let Some((prev, _)) = old.and_then(crate::jwt::peek) {
+        claims.std.exp = prev.iat.saturating_add(d);
+    }
+    match decide(claims, signer, old, now) {
+        Issue::Sign(mut c, iat) => {
+            c.std.exp = iat.saturating_add(d);
+            Issue::Sign(c, iat)
+        }
+        keep => keep,
+    }
 }
 
 /// Keep `old` if re-encoding the claims with its `iat` and by `signer` gives the

@@ -14,6 +14,7 @@ pub mod input;
 pub mod jwt;
 pub mod manifest;
 pub mod nsc;
+pub mod nsc_import;
 pub mod ops;
 pub mod plan;
 pub mod show;

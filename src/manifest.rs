@@ -70,6 +70,9 @@ pub struct UserEntry {
     pub public_key: String,
     pub permissions: Permissions,
     pub payload: i64,
+    /// Issue 14: `nats_limits` (absent when there are none, as in older manifests).
+    #[serde(default, skip_serializing_if = "crate::plan::Restrictions::is_empty")]
+    pub restrictions: crate::plan::Restrictions,
     pub hosts: Vec<String>,
     pub jwt: String,
     pub creds: String,

@@ -226,6 +226,36 @@ fn read_seeds(keys_dir: &Utf8Path) -> Result<HashMap<String, String>, NscError> 
     Ok(seeds)
 }
 
+/// What importing the nsc operator under `stores` for `plan` would drop ([`crate::nsc_import`]).
+pub fn import_losses(stores: &Utf8Path, plan: &Plan) -> Result<Vec<String>, NscError> {
+    let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
+    crate::nsc_import::losses(&stores.join(&plan.operator), plan).map_err(NscError::Input)
+}
+
+/// The config JSON `raw` extended by what the nsc operator under `stores` holds
+/// and the config can express ([`crate::nsc_import::adopt`]).
+pub fn adopt_config(stores: &Utf8Path, plan: &Plan, raw: &serde_json::Value) -> Result<serde_json::Value, NscError> {
+    let stores = if stores.join("stores").is_dir() { stores.join("stores") } else { stores.to_owned() };
+    crate::nsc_import::adopt(raw, &stores.join(&plan.operator), plan).map_err(NscError::Input)
+}
+
+/// Write `bytes` to `path` atomically: a temp file beside it, checked by
+/// `check`, then renamed over it. Nothing is left behind on failure.
+pub fn write_atomic<E>(path: &Utf8Path, bytes: &[u8], check: impl FnOnce(&Utf8Path) -> Result<(), E>) -> Result<(), E>
+where
+    E: From<NscError>,
+{
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_str().is_empty()).unwrap_or(Utf8Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".clan-nats-config.").tempfile_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(io(path))?;
+    let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
+        .map_err(|_| NscError::Input("non-UTF-8 temp path".into()))?;
+    check(&tmp_path)?;
+    tmp.persist(path).map_err(|e| NscError::Io { path: path.to_owned(), source: e.error })?;
+    Ok(())
+}
+
 /// Keys to adopt from an nsc operator for the entities the plan names:
 /// (role, account, user) → seed. Entities the plan does not name are ignored;
 /// entities the nsc store lacks get new keys in `generate`.
@@ -260,13 +290,21 @@ pub fn import_keys(
                 Ok(())
             }
             None if required => {
-                Err(NscError::Input(format!("{keys_dir}: no seed for {role} {account}{user} ({public})")))
+                let who = match (role, account, user) {
+                    ("operator" | "operator-signing", _, _) => format!("{role} {}", plan.operator),
+                    (_, a, "") => format!("{role} {a}"),
+                    (_, a, u) => format!("{role} {a}/{u}"),
+                };
+                Err(NscError::Input(format!(
+                    "{keys_dir}: no seed for {who} ({public}); a missing key is not replaced by a new one: restore it, or leave the entity out of the config"
+                )))
             }
             None => Ok(()),
         }
     };
     put("operator", "", "", &op.std.sub, true)?;
-    if let Some(sk) = op.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
+    // The first signing key (others are listed by nsc_import::losses); its seed must be there.
+    if let Some(sk) = op.nats.signing_keys.first() {
         put("operator-signing", "", "", sk, true)?;
     }
     for a in &plan.accounts {
@@ -276,8 +314,14 @@ pub fn import_keys(
         }
         let ac = AccountClaims::decode(&read(path.clone())?).map_err(|e| NscError::Input(format!("{path}: {e}")))?;
         put("account", &a.name, "", &ac.std.sub, true)?;
-        if let Some(sk) = ac.nats.signing_keys.iter().find(|k| seeds.contains_key(*k)) {
-            put("account-signing", &a.name, "", sk, true)?;
+        let plain = ac.nats.signing_keys.iter().find(|k| matches!(k, crate::jwt::account::SigningKey::Key(_)));
+        if let Some(sk) = plain {
+            put("account-signing", &a.name, "", sk.key(), true)?;
+        }
+        for r in &a.roles {
+            if let Some(s) = ac.scope_of_role(&r.name) {
+                put("account-scoped", &a.name, &r.name, &s.key, true)?;
+            }
         }
         for u in &a.users {
             let upath = op_dir.join("accounts").join(&a.name).join("users").join(format!("{}.jwt", u.name));

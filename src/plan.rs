@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::{Config, Limits, Person, SERVICE_ROLE};
+use crate::config::perms::{parse_expiry, parse_ttl_nanos, Expiry};
+use crate::config::{Config, Limits, Person};
 use crate::jwt::account::AccountLimits;
-use crate::jwt::user::{Permission, Permissions, ResponsePermission};
+use crate::jwt::user::{Permission, Permissions, ResponsePermission, TimeRange, UserPermissionLimits};
 
 pub use crate::config::naming::{operator_name, unit_accounts, SYSTEM_ACCOUNT};
 /// The system account's admin user.
@@ -57,6 +58,18 @@ pub struct AccountPlan {
     pub limits: AccountLimits,
     /// Sorted by name.
     pub users: Vec<UserPlan>,
+    /// Issue 14: the account's `default_permissions`.
+    pub default_permissions: Permissions,
+    /// Issue 14: scoped signing keys, sorted by name.
+    pub roles: Vec<RolePlan>,
+}
+
+/// A scoped signing key of an account (`nats_signing_roles[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolePlan {
+    pub name: String,
+    pub description: String,
+    pub template: UserPermissionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +79,94 @@ pub struct UserPlan {
     pub unit: String,
     pub permissions: Permissions,
     pub payload: i64,
+    /// Per-user limits beyond permissions (`nats_limits`, issue 14).
+    pub restrictions: Restrictions,
+    /// Issue 14: signed by this role's scoped key (then it has no permissions of its own).
+    pub signing_role: Option<String>,
     /// Hosts that run this service and receive its creds, sorted.
     pub hosts: Vec<String>,
+}
+
+/// A user's `nats_limits` as they land in its JWT (issue 14); empty = none.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restrictions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connection_types: Vec<String>,
+    /// CIDRs, lower-cased as nats-io/jwt's `CIDRList` stores them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub src: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<TimeRange>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub times_location: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Expiry>,
+}
+
+impl Restrictions {
+    pub fn is_empty(&self) -> bool {
+        *self == Restrictions::default()
+    }
+}
+
+/// A `nats_signing_roles[]` entry → its scoped key's template. With
+/// `allow_responses` the role's users may subscribe to their own reply inbox,
+/// `_INBOX_{{name()}}.>` (nats-server fills in each user's name).
+fn role_plan(r: &crate::config::perms::SigningRole) -> RolePlan {
+    let mut t = UserPermissionLimits { subs: -1, data: -1, payload: -1, ..Default::default() };
+    if let Some(np) = &r.permissions {
+        let mut sub = dedup(&np.subscribe);
+        let inbox = format!("{}.>", inbox_prefix("{{name()}}"));
+        if np.allow_responses && !sub.contains(&inbox) {
+            sub.push(inbox);
+        }
+        let ttl = np.response_ttl.as_deref().and_then(|t| parse_ttl_nanos(t).ok()).unwrap_or(0);
+        t.permissions = Permissions {
+            publish: Permission { allow: dedup(&np.publish), deny: dedup(&np.deny_publish) },
+            subscribe: Permission { allow: sub, deny: dedup(&np.deny_subscribe) },
+            resp: np.allow_responses.then_some(ResponsePermission { max: 1, ttl }),
+        };
+        t.payload = np.max_payload.unwrap_or(-1);
+    }
+    if let Some(l) = &r.limits {
+        let rs = user_restrictions_of(l);
+        t.src = rs.src;
+        t.times = rs.times;
+        t.times_location = rs.times_location;
+        t.subs = rs.subs.unwrap_or(-1);
+        t.data = rs.data.unwrap_or(-1);
+        t.allowed_connection_types = rs.allowed_connection_types;
+    }
+    RolePlan { name: r.name.clone(), description: r.description.clone().unwrap_or_default(), template: t }
+}
+
+/// A person's `nats_limits` → [`Restrictions`] (validated input).
+pub fn user_restrictions(p: &Person) -> Restrictions {
+    p.nats_limits.as_ref().map(user_restrictions_of).unwrap_or_default()
+}
+
+fn user_restrictions_of(l: &crate::config::perms::UserLimits) -> Restrictions {
+    let mut src: Vec<String> = Vec::new();
+    for c in &l.source_networks {
+        let c = c.trim().to_ascii_lowercase();
+        if !src.contains(&c) {
+            src.push(c);
+        }
+    }
+    Restrictions {
+        subs: l.max_subscriptions,
+        data: l.max_data,
+        allowed_connection_types: dedup(&l.allowed_connection_types),
+        src,
+        times: l.time_windows.iter().map(|w| TimeRange { start: w.start.clone(), end: w.end.clone() }).collect(),
+        times_location: l.time_zone.clone().unwrap_or_default(),
+        expires: l.expires.as_deref().and_then(|e| parse_expiry(e).ok()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,10 +204,11 @@ pub fn user_permissions(p: &Person, operator: &str, account: &str) -> (Permissio
             if np.allow_responses {
                 allow_inbox(&mut sub);
             }
+            let ttl = np.response_ttl.as_deref().and_then(|t| parse_ttl_nanos(t).ok()).unwrap_or(0);
             let perms = Permissions {
-                publish: Permission { allow: dedup(&np.publish), deny: vec![] },
-                subscribe: Permission { allow: sub, deny: vec![] },
-                resp: if np.allow_responses { resp } else { None },
+                publish: Permission { allow: dedup(&np.publish), deny: dedup(&np.deny_publish) },
+                subscribe: Permission { allow: sub, deny: dedup(&np.deny_subscribe) },
+                resp: if np.allow_responses { Some(ResponsePermission { max: 1, ttl }) } else { None },
             };
             (perms, np.max_payload.unwrap_or(-1))
         }
@@ -176,7 +276,17 @@ pub fn plan(c: &Config) -> Plan {
             description: String::new(),
             limits: AccountLimits::default(),
             users: vec![],
+            default_permissions: Permissions::default(),
+            roles: vec![],
         });
+        if let Some(d) = &u.nats_default_permissions {
+            a.default_permissions = Permissions {
+                publish: Permission { allow: dedup(&d.publish), deny: dedup(&d.deny_publish) },
+                subscribe: Permission { allow: dedup(&d.subscribe), deny: dedup(&d.deny_subscribe) },
+                resp: None,
+            };
+        }
+        a.roles.extend(u.nats_signing_roles.iter().map(role_plan));
         a.units.push(u.name.clone());
         if defines {
             a.limits = account_limits(u.nats_limits.as_ref());
@@ -185,7 +295,7 @@ pub fn plan(c: &Config) -> Plan {
     }
     let unit_index: HashMap<&str, usize> =
         c.organizational_units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
-    for p in c.service_people.iter().filter(|p| p.role == SERVICE_ROLE) {
+    for p in c.service_people.iter().filter(|p| p.is_nats_user()) {
         let account = &unit_account[unit_index[p.organizational_unit.as_str()]];
         let (permissions, payload) = user_permissions(p, &operator, account);
         let hosts = hosts_of.get(p.name.as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default();
@@ -194,6 +304,8 @@ pub fn plan(c: &Config) -> Plan {
             unit: p.organizational_unit.clone(),
             permissions,
             payload,
+            restrictions: user_restrictions(p),
+            signing_role: p.nats_signing_role.clone(),
             hosts,
         });
     }
@@ -210,13 +322,18 @@ pub fn plan(c: &Config) -> Plan {
                 unit: String::new(),
                 permissions: Permissions::default(),
                 payload: -1,
+                restrictions: Restrictions::default(),
+                signing_role: None,
                 hosts: vec![],
             }],
+            default_permissions: Permissions::default(),
+            roles: vec![],
         },
     );
     let mut accounts: Vec<AccountPlan> = accounts.into_values().collect();
     for a in &mut accounts {
         a.users.sort_by(|x, y| x.name.cmp(&y.name));
+        a.roles.sort_by(|x, y| x.name.cmp(&y.name));
     }
     let mut hosts: Vec<HostPlan> = c
         .hosts

@@ -555,3 +555,56 @@ fn equal_default_subject_spaces_in_one_account_are_refused() {
     let (code, err) = run(&cfg, &tmp.path().join("store"), &tmp.path().join("k"), &[]);
     assert_eq!(code, 0, "{err}");
 }
+
+// ---- issue 14: deny rules, response TTL, per-user limits -------------------
+
+#[test]
+fn bad_permission_and_limit_fields_name_path_and_value() {
+    let p = "service_people[3]";
+    check(&format!("{p}.nats_permissions.deny_publish[1]"), &[&q("a b")], |v| {
+        v["service_people"][3]["nats_permissions"]["deny_publish"] = json!(["ok.>", "a b"])
+    });
+    check(&format!("{p}.nats_permissions.deny_subscribe[0]"), &[&q("a..b")], |v| {
+        v["service_people"][3]["nats_permissions"]["deny_subscribe"] = json!(["a..b"])
+    });
+    check(&format!("{p}.nats_permissions.response_ttl"), &[&q("5 sec"), "not a duration"], |v| {
+        v["service_people"][3]["nats_permissions"]["response_ttl"] = json!("5 sec")
+    });
+    check(&format!("{p}.nats_permissions.response_ttl"), &[&q("5s"), "allow_responses"], |v| {
+        v["service_people"][3]["nats_permissions"]["allow_responses"] = json!(false);
+        v["service_people"][3]["nats_permissions"]["response_ttl"] = json!("5s");
+    });
+    let limits: [(&str, Value, &str); 8] = [
+        ("max_subscriptions", json!(-5), "-5 is not a valid limit"),
+        ("max_data", json!(-2), "-2 is not a valid limit"),
+        ("allowed_connection_types", json!(["STANDARD", "telnet"]), "\"telnet\" is not a connection type"),
+        ("source_networks", json!(["10.0.0.0/8", "10.0.0.300/8"]), "\"10.0.0.300/8\" is not a CIDR"),
+        ("time_windows", json!([{"start": "08:00:00", "end": "25:00:00"}]), "\"25:00:00\" is not a time of day"),
+        ("time_zone", json!("../../etc/passwd"), "\"../../etc/passwd\" is not an IANA time zone"),
+        ("expires", json!("next tuesday"), "\"next tuesday\" is neither a date"),
+        ("expires", json!("2027-02-30"), "\"2027-02-30\" is neither a date"),
+    ];
+    for (field, value, needle) in limits {
+        let path = match field {
+            "allowed_connection_types" | "source_networks" => format!("{p}.nats_limits.{field}[1]"),
+            "time_windows" => format!("{p}.nats_limits.{field}[0].end"),
+            _ => format!("{p}.nats_limits.{field}"),
+        };
+        check(&path, &[needle], |v| {
+            v["service_people"][3]["nats_limits"] = json!({ field: value });
+            if field == "time_zone" {
+                v["service_people"][3]["nats_limits"]["time_windows"] =
+                    json!([{"start": "08:00:00", "end": "18:00:00"}]);
+            }
+        });
+    }
+    check(&format!("{p}.nats_limits.max_subscriptin"), &["unknown field `max_subscriptin`"], |v| {
+        v["service_people"][3]["nats_limits"] = json!({"max_subscriptin": 3})
+    });
+    // Limits on a person without a NATS user would be ignored: refused, naming the role.
+    check("service_people[11].nats_limits", &["\"Developer\"", "nats_user: true"], |v| {
+        let mut who = person("dev-person", "Core", "Developer");
+        who["nats_limits"] = json!({"max_subscriptions": 3});
+        v["service_people"].as_array_mut().unwrap().push(who);
+    });
+}

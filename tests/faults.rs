@@ -31,6 +31,14 @@ fn require_root(what: &str) {
 
 /// Set in the re-executed test: the mount namespace (`/proc/self/ns/mnt`) of the parent.
 const PARENT_NS: &str = "CLAN_NATS_FAULTS_PARENT_MOUNT_NS";
+/// The mount source name of this run's tmpfs (`clan-nats-faults-<parent pid>`),
+/// so that the check sees only its own mounts, not those of other test runs
+/// on the machine.
+const MOUNT_TAG: &str = "CLAN_NATS_FAULTS_MOUNT_TAG";
+
+fn mount_tag() -> String {
+    std::env::var(MOUNT_TAG).unwrap_or_else(|_| format!("clan-nats-faults-{}", std::process::id()))
+}
 
 fn mount_ns() -> String {
     std::fs::read_link("/proc/self/ns/mnt").expect("/proc/self/ns/mnt").to_string_lossy().into_owned()
@@ -53,6 +61,7 @@ fn in_own_mount_namespace(test: &str) -> bool {
         .arg(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(PARENT_NS, mount_ns())
+        .env(MOUNT_TAG, mount_tag())
         .output()
         .expect("unshare runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -70,7 +79,7 @@ fn in_own_mount_namespace(test: &str) -> bool {
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mounts.contains("clan-nats-faults"),
+        !mounts.split_whitespace().any(|w| w == mount_tag()),
         "a tmpfs of {test} is visible outside its namespace:
 {mounts}"
     );
@@ -86,7 +95,7 @@ impl Tmpfs {
     fn mount(path: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(path).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "clan-nats-faults"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), &mount_tag()])
             .arg(path)
             .output()
             .expect("mount runs");

@@ -4,6 +4,7 @@
 pub mod clan;
 pub mod fixtures;
 pub mod naming;
+pub mod perms;
 pub mod schema;
 pub mod subject;
 pub mod validate;

@@ -122,6 +122,12 @@ pub struct Unit {
     pub nats_exports: Vec<ExportDecl>,
     #[serde(default)]
     pub nats_imports: Vec<ImportDecl>,
+    // ---- issue 14: account default permissions and scoped signing roles (config/perms.rs) ----
+    #[serde(default)]
+    pub nats_default_permissions: Option<super::perms::DefaultPermissions>,
+    #[serde(default)]
+    pub nats_signing_roles: Vec<super::perms::SigningRole>,
+    // ---- end issue 14 ----
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -136,6 +142,24 @@ pub struct Person {
     pub nats_permissions: Option<NatsPermissions>,
     #[serde(default)]
     pub description: Option<String>,
+    // ---- issue 14: people with NATS users, per-user limits (config/perms.rs) ----
+    /// Give this person a NATS user although its role is not `Service`.
+    #[serde(default)]
+    pub nats_user: bool,
+    #[serde(default)]
+    pub nats_limits: Option<super::perms::UserLimits>,
+    /// A `nats_signing_roles[].name` of the person's account: the user is signed
+    /// by that role's scoped key and gets the role's permissions.
+    #[serde(default)]
+    pub nats_signing_role: Option<String>,
+    // ---- end issue 14 ----
+}
+
+impl Person {
+    /// `Service` people get a NATS user, and anyone with `nats_user: true`.
+    pub fn is_nats_user(&self) -> bool {
+        self.role == SERVICE_ROLE || self.nats_user
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -149,6 +173,15 @@ pub struct NatsPermissions {
     pub allow_responses: bool,
     #[serde(default)]
     pub max_payload: Option<i64>,
+    // ---- issue 14: deny rules and the response TTL (config/perms.rs) ----
+    #[serde(default)]
+    pub deny_publish: Vec<String>,
+    #[serde(default)]
+    pub deny_subscribe: Vec<String>,
+    /// How long a response may take (`5s`, `250ms`); needs `allow_responses`.
+    #[serde(default)]
+    pub response_ttl: Option<String>,
+    // ---- end issue 14 ----
 }
 
 /// Accepted as cim-keys writes it. Only `operator_name` changes the output;

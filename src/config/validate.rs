@@ -123,6 +123,7 @@ pub fn validate(c: &Config) -> Vec<Issue> {
     people(c, &mut v);
     if tree_ok {
         namespaces(c, &mut v);
+        v.0.extend(super::perms::check_roles(c)); // issue 14
     }
     hosts(c, &mut v);
     if v.0.is_empty() {
@@ -289,7 +290,7 @@ fn people(c: &Config, v: &mut Collector) {
         // A service's name is a subject token of its own: its reply inbox is
         // `_INBOX_<name>.>` and its default namespace `<op>.<account>.<stem>.>`.
         // With a '.', `a`'s `_INBOX_a.>` would cover `a.b`'s inbox `_INBOX_a.b.…`.
-        if p.role == SERVICE_ROLE && p.name.contains('.') && name_problem(&p.name).is_none() {
+        if p.is_nats_user() && p.name.contains('.') && name_problem(&p.name).is_none() {
             v.add(
                 format!("{at}.name"),
                 format!(
@@ -313,6 +314,26 @@ fn people(c: &Config, v: &mut Collector) {
             known.sort_unstable();
             v.add(format!("{at}.organizational_unit"), crate::suggest::unknown("unit", &p.organizational_unit, &known));
         }
+        // ---- issue 14: deny rules, response TTL and per-user limits ----
+        if let Some(perm) = &p.nats_permissions {
+            v.0.extend(super::perms::check_permissions(
+                &format!("{at}.nats_permissions"),
+                &perm.deny_publish,
+                &perm.deny_subscribe,
+                perm.response_ttl.as_deref(),
+                perm.allow_responses,
+            ));
+        }
+        if let Some(l) = &p.nats_limits {
+            v.0.extend(super::perms::check_limits(&format!("{at}.nats_limits"), l));
+        }
+        if !p.is_nats_user() && p.nats_limits.is_some() {
+            v.add(
+                format!("{at}.nats_limits"),
+                format!("role {:?} gets no NATS user, so these limits would be ignored: set nats_user: true", p.role),
+            );
+        }
+        // ---- end issue 14 ----
         if let Some(perm) = &p.nats_permissions {
             for (list, items) in [("publish", &perm.publish), ("subscribe", &perm.subscribe)] {
                 if items.len() > MAX_SUBJECTS {
@@ -377,7 +398,7 @@ fn namespaces(c: &Config, v: &mut Collector) {
         c.organizational_units.iter().zip(&accounts).map(|(u, a)| (u.name.as_str(), a.as_str())).collect();
     let mut seen: HashMap<(String, String), (usize, &str)> = HashMap::new();
     for (i, p) in c.service_people.iter().enumerate() {
-        if p.role != SERVICE_ROLE || p.nats_permissions.is_some() || p.name.contains('.') {
+        if !p.is_nats_user() || p.nats_permissions.is_some() || p.nats_signing_role.is_some() || p.name.contains('.') {
             continue;
         }
         let Some(account) = account_of.get(p.organizational_unit.as_str()) else { continue };
@@ -402,7 +423,11 @@ fn namespaces(c: &Config, v: &mut Collector) {
 }
 
 fn hosts(c: &Config, v: &mut Collector) {
-    let people: HashMap<&str, &str> = c.service_people.iter().map(|p| (p.name.as_str(), p.role.as_str())).collect();
+    let people: HashMap<&str, &str> = c
+        .service_people
+        .iter()
+        .map(|p| (p.name.as_str(), if p.is_nats_user() { SERVICE_ROLE } else { p.role.as_str() }))
+        .collect();
     for (i, h) in c.hosts.iter().enumerate() {
         let at = format!("hosts[{i}]");
         v.name(format!("{at}.name"), &h.name);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::user::Permissions;
+use super::user::{Permissions, UserPermissionLimits};
 use super::{is_false, ClaimKind, Claims, KeyKind};
 
 /// "No limit" in every NATS limit field.
@@ -130,6 +130,53 @@ pub struct Import {
     pub kind: String,
 }
 
+/// One account signing key: a plain key, or a scoped one (`UserScope`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SigningKey {
+    Key(String),
+    Scoped(Box<UserScope>),
+}
+
+impl SigningKey {
+    pub fn key(&self) -> &str {
+        match self {
+            SigningKey::Key(k) => k,
+            SigningKey::Scoped(s) => &s.key,
+        }
+    }
+}
+
+impl From<String> for SigningKey {
+    fn from(k: String) -> Self {
+        SigningKey::Key(k)
+    }
+}
+
+/// `UserScope` (`v2/signingkeys.go`): users signed by `key` get `template`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserScope {
+    /// Always `"user_scope"`.
+    pub kind: String,
+    pub key: String,
+    pub role: String,
+    pub template: UserPermissionLimits,
+    /// Go writes it even when empty.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `ExternalAuthorization` (auth callout); this project never enables it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExternalAuthorization {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auth_users: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_accounts: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub xkey: String,
+}
+
 /// `nats` of an account JWT, fields in Go's order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountNats {
@@ -139,13 +186,18 @@ pub struct AccountNats {
     pub exports: Vec<Export>,
     #[serde(default)]
     pub limits: AccountLimits,
-    /// Sorted, as Go's `SigningKeys` marshals them.
+    /// Sorted by key, as Go's `SigningKeys` marshals them: plain keys as
+    /// strings, scoped keys as `{"kind":"user_scope",…}` objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signing_keys: Vec<String>,
+    pub signing_keys: Vec<SigningKey>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub revocations: BTreeMap<String, i64>,
     #[serde(default)]
     pub default_permissions: Permissions,
+    /// Auth callout (`ExternalAuthorization`). A non-pointer struct in Go, so
+    /// nats-io/jwt v2.8.1 always writes it, as `{}` when unused.
+    #[serde(default)]
+    pub authorization: ExternalAuthorization,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -166,6 +218,7 @@ impl Default for AccountNats {
             signing_keys: Vec::new(),
             revocations: BTreeMap::new(),
             default_permissions: Permissions::default(),
+            authorization: ExternalAuthorization::default(),
             description: String::new(),
             info_url: String::new(),
             tags: Vec::new(),
@@ -193,7 +246,28 @@ pub type AccountClaims = Claims<AccountNats>;
 impl AccountClaims {
     /// True when `key` may sign users of this account.
     pub fn trusts(&self, key: &str) -> bool {
-        key == self.std.sub || self.nats.signing_keys.iter().any(|k| k == key)
+        key == self.std.sub || self.nats.signing_keys.iter().any(|k| k.key() == key)
+    }
+
+    /// The scope of a scoped signing key, if `key` is one.
+    pub fn scope(&self, key: &str) -> Option<&UserScope> {
+        self.nats.signing_keys.iter().find_map(|k| match k {
+            SigningKey::Scoped(s) if s.key == key => Some(&**s),
+            _ => None,
+        })
+    }
+
+    /// The scoped signing key of role `role`, if any.
+    pub fn scope_of_role(&self, role: &str) -> Option<&UserScope> {
+        self.nats.signing_keys.iter().find_map(|k| match k {
+            SigningKey::Scoped(s) if s.role == role => Some(&**s),
+            _ => None,
+        })
+    }
+
+    /// The public keys of every signing key, plain and scoped.
+    pub fn signing_key_ids(&self) -> Vec<String> {
+        self.nats.signing_keys.iter().map(|k| k.key().to_string()).collect()
     }
 
     /// `IsClaimRevoked`: a user is revoked when its key (or `*`) was revoked at or after its `iat`.
@@ -242,7 +316,7 @@ mod tests {
         let json = serde_json::to_string(&AccountNats::default()).unwrap();
         assert_eq!(
             json,
-            r#"{"limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1},"default_permissions":{"pub":{},"sub":{}},"type":"account","version":2}"#
+            r#"{"limits":{"subs":-1,"data":-1,"payload":-1,"imports":-1,"exports":-1,"wildcards":true,"conn":-1,"leaf":-1},"default_permissions":{"pub":{},"sub":{}},"authorization":{},"type":"account","version":2}"#
         );
         assert!(!AccountLimits::default().jetstream_enabled());
     }
@@ -293,6 +367,39 @@ mod tests {
         assert_eq!(
             String::from_utf8(crate::jwt::go_json(&i)).unwrap(),
             r#"{"name":"n","subject":"a.\u003e","account":"AEXP","token":"tok","local_subject":"b.\u003e","type":"stream"}"#
+        );
+    }
+
+    #[test]
+    fn scoped_signing_keys_match_go_shape() {
+        // The shape of SigningKeys.MarshalJSON in nats-io/jwt v2.8.1 (signingkeys.go,
+        // read from the source; nsc 2.14 describes the resulting accounts identically,
+        // see .ci/nsc-check.sh): keys sorted, strings and objects mixed, the template
+        // a UserPermissionLimits with NewUserScope's -1 limits, description always.
+        let mut n = AccountNats::default();
+        let template = UserPermissionLimits { subs: -1, data: -1, payload: -1, ..Default::default() };
+        n.signing_keys = vec![
+            SigningKey::Key("AB".into()),
+            SigningKey::Scoped(Box::new(UserScope {
+                kind: "user_scope".into(),
+                key: "AC".into(),
+                role: "r".into(),
+                template,
+                description: String::new(),
+            })),
+        ];
+        let json = String::from_utf8(crate::jwt::go_json(&n.signing_keys)).unwrap();
+        assert_eq!(
+            json,
+            r#"["AB",{"kind":"user_scope","key":"AC","role":"r","template":{"pub":{},"sub":{},"subs":-1,"data":-1,"payload":-1},"description":""}]"#
+        );
+        let back: Vec<SigningKey> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, n.signing_keys);
+        // A scoped user: nothing but issuer_account (jwt's HasEmptyPermissions).
+        let u = crate::jwt::user::UserNats::scoped("AA");
+        assert_eq!(
+            String::from_utf8(crate::jwt::go_json(&u)).unwrap(),
+            r#"{"pub":{},"sub":{},"issuer_account":"AA","type":"user","version":2}"#
         );
     }
 

@@ -74,7 +74,8 @@ impl ActivationClaims {
         if self.std.iss == exporter.std.sub {
             self.nats.issuer_account.is_empty() || self.nats.issuer_account == exporter.std.sub
         } else {
-            self.nats.issuer_account == exporter.std.sub && exporter.nats.signing_keys.contains(&self.std.iss)
+            self.nats.issuer_account == exporter.std.sub
+                && exporter.nats.signing_keys.iter().any(|k| k.key() == self.std.iss)
         }
     }
 }
@@ -105,7 +106,7 @@ mod tests {
         let sk = KeyPair::new_account();
         let imp = KeyPair::new_account();
         let mut ea = AccountClaims::new(exp.public_key(), "core", AccountNats::default());
-        ea.nats.signing_keys = vec![sk.public_key()];
+        ea.nats.signing_keys = vec![sk.public_key().into()];
         ea.encode(&op, 1).unwrap();
         let mut a = ActivationClaims::for_import(&imp.public_key(), "a.>", "stream", &exp.public_key());
         let tok = a.encode(&sk, 5).unwrap();

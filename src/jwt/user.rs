@@ -35,6 +35,41 @@ pub struct Permissions {
     pub resp: Option<ResponsePermission>,
 }
 
+/// `TimeRange`: a window of the day, `HH:MM:SS` (Go's `15:04:05`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeRange {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub start: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub end: String,
+}
+
+/// `UserPermissionLimits`: the template of a scoped signing key (`UserScope.template`),
+/// fields in Go's order. A user signed by a scoped key carries none of these itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UserPermissionLimits {
+    #[serde(flatten)]
+    pub permissions: Permissions,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub src: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<TimeRange>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub times_location: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subs: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub data: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub payload: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bearer_token: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub proxy_required: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_connection_types: Vec<String>,
+}
+
 /// `nats` of a user JWT, fields in Go's order (Permissions, Limits, flags, issuer_account, generic).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNats {
@@ -43,7 +78,7 @@ pub struct UserNats {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub src: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub times: Vec<serde_json::Value>,
+    pub times: Vec<TimeRange>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub times_location: String,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -103,6 +138,14 @@ impl ClaimKind for UserNats {
 }
 
 pub type UserClaims = Claims<UserNats>;
+
+impl UserNats {
+    /// A scoped user: no permissions and no limits at all (`UserPermissionLimits{}`),
+    /// as nats-io/jwt `HasEmptyPermissions` requires of a user signed by a scoped key.
+    pub fn scoped(issuer_account: &str) -> UserNats {
+        UserNats { subs: 0, data: 0, payload: 0, issuer_account: issuer_account.into(), ..Default::default() }
+    }
+}
 
 impl UserClaims {
     /// The account this user belongs to: `issuer_account` when a signing key signed it, else `iss`.

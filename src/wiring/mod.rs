@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, FlowType, Issue, Wiring as Mode, SERVICE_ROLE};
+use crate::config::{Config, FlowType, Issue, Wiring as Mode};
 use crate::plan;
 use subject::{contains, intersect, is_plumbing, merge, overlaps};
 
@@ -138,7 +138,7 @@ fn users(c: &Config, accounts: &[String]) -> Vec<User> {
     c.service_people
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.role == SERVICE_ROLE)
+        .filter(|(_, p)| p.is_nats_user() && p.nats_signing_role.is_none())
         .filter_map(|(index, p)| {
             let account = accounts.get(*unit_index.get(p.organizational_unit.as_str())?)?.clone();
             let (perms, _) = plan::user_permissions(p, &operator, &account);

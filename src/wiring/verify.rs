@@ -183,7 +183,7 @@ mod tests {
     /// Exporter and importer claims (round-tripped through real tokens) with one import carrying `token`.
     fn accounts(w: &World, export: Export, token: String) -> (AccountClaims, BTreeMap<String, AccountClaims>) {
         let mut e = AccountClaims::new(w.exp.public_key(), "core", AccountNats::default());
-        e.nats.signing_keys = vec![w.sk.public_key()];
+        e.nats.signing_keys = vec![w.sk.public_key().into()];
         e.nats.exports = vec![export];
         let e = AccountClaims::decode(&e.encode(&w.op, 10).unwrap()).unwrap();
         let mut i = AccountClaims::new(w.imp.public_key(), "media", AccountNats::default());
