@@ -42,7 +42,8 @@ fn config() -> Value {
             {"name": "old-service", "organizational_unit": "Apps", "role": "Service",
              "nats_limits": {"expires": "2020-01-01"}},
             {"name": "alice", "organizational_unit": "Apps", "role": "Operator", "nats_user": true,
-             "nats_permissions": {"publish": ["pt.a.>"], "subscribe": ["pt.a.>"]}},
+             "nats_permissions": {"publish": ["pt.a.>"], "subscribe": ["pt.a.>"]},
+             "nats_limits": {"expires": "90d"}},
             {"name": "bob", "organizational_unit": "Apps", "role": "Developer"},
             {"name": "carol", "organizational_unit": "Apps", "role": "Dashboard", "nats_user": true,
              "nats_signing_role": "reader"}
@@ -225,7 +226,10 @@ fn a_limit_change_reissues_only_that_user() {
         let new = store.jwt(&name);
         let iat = |t: &str| clan_nats::jwt::peek(t).unwrap().0.iat;
         if name == "alice" {
+            // A relative expiry is counted from the JWT's iat: a re-run keeps it.
             assert_eq!(new, old, "alice is untouched");
+            let (std, _) = clan_nats::jwt::peek(&new).unwrap();
+            assert_eq!(std.exp, std.iat + 90 * 86_400, "expires 90d after iat");
         } else {
             assert_ne!(new, old, "{name} is re-issued");
             assert!(iat(&new) > iat(&old), "{name}: newer iat");
