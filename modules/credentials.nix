@@ -194,6 +194,20 @@ in
       '';
     };
 
+    servers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "nats://nats1:4222"
+        "nats://nats2:4222"
+      ];
+      description = ''
+        Client URLs of the NATS servers. When set, every unit in `users.*.units`
+        gets `NATS_URL` (the URLs joined with commas, as NATS clients read it).
+        The clan service sets it from the instance's server machines.
+      '';
+    };
+
     agePackage = mkOption {
       type = types.package;
       default = pkgs.age;
@@ -290,6 +304,9 @@ in
       # The .age file's store path changes with its content: the unit restarts.
       restartTriggers = map (u: u.file) us;
       serviceConfig.LoadCredential = map loadCredential us;
+      environment = lib.optionalAttrs (cfg.servers != [ ]) {
+        NATS_URL = lib.concatStringsSep "," cfg.servers;
+      };
     }) consumers
     // {
       ${defaults.decryptUnit} = {
