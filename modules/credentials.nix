@@ -194,6 +194,20 @@ in
       '';
     };
 
+    servers = mkOption {
+      type = types.listOf types.str;
+      default = [ ];
+      example = [
+        "nats://nats1:4222"
+        "nats://nats2:4222"
+      ];
+      description = ''
+        Client URLs of the NATS servers. When set, every unit in `users.*.units`
+        gets `NATS_URL` (the URLs joined with commas, as NATS clients read it).
+        The clan service sets it from the instance's server machines.
+      '';
+    };
+
     agePackage = mkOption {
       type = types.package;
       default = pkgs.age;
@@ -224,85 +238,15 @@ in
     };
   };
 
-  config = mkIf (cfg.users != { }) {
-    assertions = [
-      {
-        assertion = cfg.store != null;
-        message = "${opt}.store must be set (the clan-nats store directory) to use ${opt}.users.";
-      }
-      {
-        assertion = cfg.identityPaths != [ ];
-        message = "${opt}.identityPaths must name this machine's age or ssh-ed25519 key.";
-      }
-    ]
-    ++ lib.optionals (manifest != null) (
-      let
-        hostProblem = hostCreds.checkHost {
-          inherit manifest;
-          inherit (cfg) hostName;
-        };
-        userProblems = map (
-          u:
-          hostCreds.checkUser {
-            inherit manifest;
-            inherit (cfg) hostName;
-            inherit (u) name file;
-          }
-        ) users;
-      in
-      map (message: {
-        assertion = false;
-        inherit message;
-      }) (builtins.filter (m: m != null) ([ hostProblem ] ++ userProblems))
-    )
-    ++ map (u: {
-      assertion = hostCreds.validName u.name;
-      message = "${opt}.users.${u.name}: the name must be a file name ([A-Za-z0-9._-], not starting with . or -).";
-    }) users
-    ++ lib.concatMap (
-      u:
-      map (unitName: {
-        assertion = hostCreds.serviceName unitName != null;
-        message = "${opt}.users.${u.name}.units: \"${unitName}\" is not a service; LoadCredential= only exists for .service units.";
-      }) u.units
-    ) users
-    ++ map (message: {
-      assertion = false;
-      inherit message;
-    }) (hostCreds.duplicateCredentials users);
-
-    warnings = lib.concatMap (
-      service:
-      let
-        def = config.systemd.services.${service};
-        noCommand =
-          !(def.serviceConfig ? ExecStart)
-          && def.script == ""
-          && def.overrideStrategy != "asDropin";
-        warning = "${opt}: systemd.services.${service} gets NATS creds but has no ExecStart or script; is the unit name right?";
-      in
-      lib.optional noCommand warning
-    ) (builtins.attrNames consumers);
-
-    systemd.services = lib.mapAttrs (_service: us: {
-      wants = [ unit ];
-      after = [ unit ];
-      # The .age file's store path changes with its content: the unit restarts.
-      restartTriggers = map (u: u.file) us;
-      serviceConfig.LoadCredential = map loadCredential us;
-    }) consumers
-    // {
-      ${defaults.decryptUnit} = {
-        description = "Decrypt the NATS credentials of this machine (clan-nats)";
+  config = lib.mkMerge [
+    (mkIf (cfg.users == { }) {
+      # No user (any more): the same unit, prune only. On the switch that
+      # removes a host's last user it is restarted and deletes the creds left
+      # in /run/clan-nats; where nothing was ever decrypted it does not run.
+      systemd.services.${defaults.decryptUnit} = {
+        description = "Remove NATS credentials this machine no longer has (clan-nats)";
         wantedBy = [ "multi-user.target" ];
-        before = map (service: "${service}.service") (builtins.attrNames consumers);
-        # An identity that is itself a clan var is installed by these first.
-        after = cfg.identityUnits;
-        wants = cfg.identityUnits;
-        # Keys can live on another file system (/var/lib/sops-nix/key.txt).
-        unitConfig.RequiresMountsFor = cfg.identityPaths;
-        # Restarted in place on a switch, so the consumers (which only want
-        # it) keep running; they restart themselves when their creds change.
+        unitConfig.ConditionPathExists = defaults.runDir;
         stopIfChanged = false;
         serviceConfig = {
           Type = "oneshot";
@@ -311,22 +255,114 @@ in
           UMask = "0077";
         };
       };
-    };
+    })
+    (mkIf (cfg.users != { }) {
+      assertions = [
+        {
+          assertion = cfg.store != null;
+          message = "${opt}.store must be set (the clan-nats store directory) to use ${opt}.users.";
+        }
+        {
+          assertion = cfg.identityPaths != [ ];
+          message = "${opt}.identityPaths must name this machine's age or ssh-ed25519 key.";
+        }
+      ]
+      ++ lib.optionals (manifest != null) (
+        let
+          hostProblem = hostCreds.checkHost {
+            inherit manifest;
+            inherit (cfg) hostName;
+          };
+          userProblems = map (
+            u:
+            hostCreds.checkUser {
+              inherit manifest;
+              inherit (cfg) hostName;
+              inherit (u) name file;
+            }
+          ) users;
+        in
+        map (message: {
+          assertion = false;
+          inherit message;
+        }) (builtins.filter (m: m != null) ([ hostProblem ] ++ userProblems))
+      )
+      ++ map (u: {
+        assertion = hostCreds.validName u.name;
+        message = "${opt}.users.${u.name}: the name must be a file name ([A-Za-z0-9._-], not starting with . or -).";
+      }) users
+      ++ lib.concatMap (
+        u:
+        map (unitName: {
+          assertion = hostCreds.serviceName unitName != null;
+          message = "${opt}.users.${u.name}.units: \"${unitName}\" is not a service; LoadCredential= only exists for .service units.";
+        }) u.units
+      ) users
+      ++ map (message: {
+        assertion = false;
+        inherit message;
+      }) (hostCreds.duplicateCredentials users);
 
-    # Decrypt again on every switch, not only when the unit changed: NixOS
-    # restarts the units that activation scripts list in
-    # /run/nixos/activation-restart-list (NixOS manual, "Unit handling").
-    # At boot (no NIXOS_ACTION) the service runs from multi-user.target.
-    system.activationScripts.clan-nats-credentials = {
-      deps = [ ];
-      text = ''
-        case "''${NIXOS_ACTION:-}" in
-          switch | test)
-            mkdir -p /run/nixos
-            echo ${unit} >> /run/nixos/activation-restart-list
-            ;;
-        esac
-      '';
-    };
-  };
+      warnings = lib.concatMap (
+        service:
+        let
+          def = config.systemd.services.${service};
+          noCommand =
+            !(def.serviceConfig ? ExecStart)
+            && def.script == ""
+            && def.overrideStrategy != "asDropin";
+          warning = "${opt}: systemd.services.${service} gets NATS creds but has no ExecStart or script; is the unit name right?";
+        in
+        lib.optional noCommand warning
+      ) (builtins.attrNames consumers);
+
+      systemd.services = lib.mapAttrs (_service: us: {
+        wants = [ unit ];
+        after = [ unit ];
+        # The .age file's store path changes with its content: the unit restarts.
+        restartTriggers = map (u: u.file) us;
+        serviceConfig.LoadCredential = map loadCredential us;
+        environment = lib.optionalAttrs (cfg.servers != [ ]) {
+          NATS_URL = lib.concatStringsSep "," cfg.servers;
+        };
+      }) consumers
+      // {
+        ${defaults.decryptUnit} = {
+          description = "Decrypt the NATS credentials of this machine (clan-nats)";
+          wantedBy = [ "multi-user.target" ];
+          before = map (service: "${service}.service") (builtins.attrNames consumers);
+          # An identity that is itself a clan var is installed by these first.
+          after = cfg.identityUnits;
+          wants = cfg.identityUnits;
+          # Keys can live on another file system (/var/lib/sops-nix/key.txt).
+          unitConfig.RequiresMountsFor = cfg.identityPaths;
+          # Restarted in place on a switch, so the consumers (which only want
+          # it) keep running; they restart themselves when their creds change.
+          stopIfChanged = false;
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            ExecStart = lib.getExe decryptScript;
+            UMask = "0077";
+          };
+        };
+      };
+
+      # Decrypt again on every switch, not only when the unit changed: NixOS
+      # restarts the units that activation scripts list in
+      # /run/nixos/activation-restart-list (NixOS manual, "Unit handling").
+      # At boot (no NIXOS_ACTION) the service runs from multi-user.target.
+      system.activationScripts.clan-nats-credentials = {
+        deps = [ ];
+        text = ''
+          case "''${NIXOS_ACTION:-}" in
+            switch | test)
+              mkdir -p /run/nixos
+              echo ${unit} >> /run/nixos/activation-restart-list
+              ;;
+          esac
+        '';
+      };
+    })
+  ];
 }

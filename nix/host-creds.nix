@@ -30,19 +30,42 @@ rec {
     in
     if found == [ ] then null else builtins.head found;
 
-  # Every user of every account, each with its account's name added.
+  # Every user of every account, each with its account's name (and whether
+  # that is the system account) added.
   users =
     manifest:
-    builtins.concatMap (a: map (u: u // { account = a.name; }) a.users) manifest.accounts;
+    builtins.concatMap (
+      a:
+      map (
+        u:
+        u
+        // {
+          account = a.name;
+          system = a.system or false;
+        }
+      ) a.users
+    ) manifest.accounts;
 
-  # The manifest entry of a user, or null. User names are unique in a store
-  # (clan-nats rejects duplicate person names).
+  # The user `name` of account `account`, or null.
+  userIn =
+    manifest: account: name:
+    let
+      found = builtins.filter (u: u.account == account && u.name == name) (users manifest);
+    in
+    if found == [ ] then null else builtins.head found;
+
+  # The manifest entry of a user, or null. Service names are unique in a
+  # store (clan-nats rejects duplicate person names), but the system
+  # account's own user is also called "sys": a service of that name is
+  # looked up by its account and name, never taken for the SYS admin's.
   user =
     manifest: name:
     let
-      found = builtins.filter (u: u.name == name) (users manifest);
+      named = builtins.filter (u: u.name == name) (users manifest);
+      services = builtins.filter (u: !u.system) named;
+      found = if services != [ ] then services else named;
     in
-    if found == [ ] then null else builtins.head found;
+    if found == [ ] then null else userIn manifest (builtins.head found).account name;
 
   # The creds files (relative to the store) a host may have: exactly those
   # of the services its config entry lists.

@@ -15,6 +15,23 @@ let
       example = lib.literalExpression "./nats-store";
       description = "The store directory written by `clan-nats generate`, in your clan's flake.";
     };
+
+  # The client URLs of the instance's server machines (clan-core passes
+  # `roles.<role>.machines.<name>.settings` to perInstance).
+  serverUrls =
+    { roles, domain }:
+    let
+      servers = (roles.server or { }).machines or { };
+      url =
+        name:
+        let
+          s = servers.${name}.settings or { };
+          tls = (s.tls or { }).certFile or null;
+          host = if domain == null then name else "${name}.${domain}";
+        in
+        "${if tls == null then "nats" else "tls"}://${host}:${toString (s.port or defaults.port)}";
+    in
+    map url (builtins.attrNames servers);
 in
 {
   _class = "clan.service";
@@ -51,8 +68,44 @@ in
           };
           openFirewall = lib.mkOption {
             type = lib.types.bool;
-            default = true;
-            description = "Open the client port, so the clients of this instance can connect.";
+            default = false;
+            description = ''
+              Open the client port on every interface. Prefer
+              `firewallInterfaces` (the clan mesh): closed by default.
+            '';
+          };
+          firewallInterfaces = lib.mkOption {
+            type = lib.types.listOf lib.types.str;
+            default = [ ];
+            example = [ "zt+" ];
+            description = ''
+              Interfaces on which the client port is opened, for the clients
+              of this instance: your clan mesh (ZeroTier, WireGuard, ...).
+              Empty: the port stays closed.
+            '';
+          };
+          tls = lib.mkOption {
+            type = lib.types.submodule {
+              options = {
+                certFile = lib.mkOption {
+                  type = lib.types.nullOr lib.types.str;
+                  default = null;
+                  description = "See services.clan-nats.server.tls.certFile (a path on the machine, outside the Nix store).";
+                };
+                keyFile = lib.mkOption {
+                  type = lib.types.nullOr lib.types.str;
+                  default = null;
+                  description = "See services.clan-nats.server.tls.keyFile.";
+                };
+                caFile = lib.mkOption {
+                  type = lib.types.nullOr lib.types.str;
+                  default = null;
+                  description = "See services.clan-nats.server.tls.caFile.";
+                };
+              };
+            };
+            default = { };
+            description = "TLS for the client listener; clients then connect with tls://.";
           };
           settings = lib.mkOption {
             type = lib.types.attrsOf lib.types.anything;
@@ -63,22 +116,42 @@ in
       };
 
     perInstance =
-      { settings, ... }:
       {
-        nixosModule = {
-          imports = [ ../server.nix ];
-          services.clan-nats.server = {
-            enable = true;
-            inherit (settings)
-              store
-              resolver
-              jetstream
-              port
-              openFirewall
-              settings
-              ;
+        settings,
+        machine,
+        instanceName,
+        ...
+      }:
+      {
+        nixosModule =
+          { config, lib, ... }:
+          {
+            imports = [
+              ../server.nix
+              ./instances.nix
+            ];
+            services.clan-nats.clanInstances.server = [ instanceName ];
+            services.clan-nats.server = {
+              enable = true;
+              # Each server is named after its machine (nixpkgs' default, "nats", is the same everywhere).
+              serverName = lib.mkDefault machine.name;
+              inherit (settings)
+                store
+                resolver
+                jetstream
+                port
+                openFirewall
+                firewallInterfaces
+                tls
+                settings
+                ;
+            };
+            # JetStream streams and the full resolver's pushed JWTs are state:
+            # clan's backups include the server's data directory.
+            clan.core.state.clan-nats = lib.mkIf (settings.jetstream || settings.resolver == "full") {
+              folders = [ config.services.nats.dataDir ];
+            };
           };
-        };
       };
   };
 
@@ -90,6 +163,15 @@ in
       {
         options = {
           store = storeOption lib;
+          domain = lib.mkOption {
+            type = lib.types.nullOr lib.types.str;
+            default = null;
+            example = "clan";
+            description = ''
+              Appended to the server machines' names in their URLs
+              (`nats://<machine>.<domain>:<port>`); null: the bare machine name.
+            '';
+          };
           services = lib.mkOption {
             type = lib.types.attrsOf (lib.types.listOf lib.types.str);
             default = { };
@@ -109,15 +191,28 @@ in
       {
         settings,
         machine,
+        instanceName,
+        roles,
         ...
       }:
       {
         nixosModule =
           { lib, ... }:
           {
-            imports = [ ../credentials.nix ];
+            imports = [
+              ../credentials.nix
+              ./instances.nix
+            ];
+            services.clan-nats.clanInstances.client = [ instanceName ];
             services.clan-nats.credentials = {
               inherit (settings) store;
+              # The servers of this instance, by machine name (on the clan
+              # mesh), each with its own port and scheme; NATS_URL of every
+              # configured unit.
+              servers = lib.mkDefault (serverUrls {
+                inherit roles;
+                inherit (settings) domain;
+              });
               # The clan machine name is its name in the clan-nats config.
               hostName = lib.mkDefault machine.name;
               # identityPaths keeps its default: on a clan machine that is the

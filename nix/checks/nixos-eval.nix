@@ -467,14 +467,16 @@ let
         creds = false;
       }) 3;
     };
-    "unused modules add no unit" = {
+    "unused modules: no server; only the prune unit, which runs only where creds were decrypted" = {
       actual = {
-        decrypt = unused.systemd.services ? clan-nats-credentials;
         nats = unused.services.nats.enable;
+        condition = unused.systemd.services.clan-nats-credentials.unitConfig.ConditionPathExists;
+        same = lib.hasSuffix "/clan-nats-decrypt-credentials" unused.systemd.services.clan-nats-credentials.serviceConfig.ExecStart;
       };
       expected = {
-        decrypt = false;
         nats = false;
+        condition = "/run/clan-nats";
+        same = true;
       };
     };
   };

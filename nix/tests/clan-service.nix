@@ -6,6 +6,10 @@ let
   defaults = import ../defaults.nix;
   stubLib = {
     mkOption = option: option;
+    mkIf = condition: content: {
+      _type = "if";
+      inherit condition content;
+    };
     mkDefault = content: {
       _type = "override";
       priority = 1000;
@@ -24,22 +28,24 @@ let
       enum = values: { enum = values; };
       attrsOf = type: { attrsOf = type; };
       listOf = type: { listOf = type; };
+      nullOr = type: { nullOr = type; };
+      submodule = m: { submodule = m; };
     };
   };
 
   service = import ../../modules/clan { };
   interface = role: (service.roles.${role}.interface { lib = stubLib; }).options;
-  instance =
-    role: settings:
+  instanceWith =
+    roles: role: settings:
     service.roles.${role}.perInstance {
-      inherit settings;
+      inherit settings roles;
       instanceName = "nats";
       machine = {
         name = "core1";
         roles = [ role ];
       };
-      roles = { };
     };
+  instance = instanceWith { };
   baseNames = map (p: baseNameOf (toString p));
 
   serverInstance = instance "server" {
@@ -48,13 +54,50 @@ let
     jetstream = true;
     port = 4223;
     openFirewall = true;
+    firewallInterfaces = [ "zt0" ];
+    tls = { };
     settings.max_payload = 1;
   };
-  serverModule = serverInstance.nixosModule;
+  serverModule = serverInstance.nixosModule {
+    config.services.nats.dataDir = "/var/lib/nats";
+    lib = stubLib;
+  };
+  memoryServer =
+    (instance "server" {
+      store = "/flake/nats-store";
+      resolver = "memory";
+      jetstream = false;
+      port = 4222;
+      openFirewall = false;
+      firewallInterfaces = [ ];
+      tls = { };
+      settings = { };
+    }).nixosModule
+      {
+        config.services.nats.dataDir = "/var/lib/nats";
+        lib = stubLib;
+      };
   clientInstance = instance "client" {
     store = "/flake/nats-store";
+    domain = null;
     services.person-service = [ "person-service" ];
   };
+  # Two server machines in the instance, one with TLS.
+  clientOfTwo =
+    (instanceWith {
+      server.machines = {
+        nats1.settings.port = 4222;
+        nats2.settings = {
+          port = 4223;
+          tls.certFile = "/var/lib/acme/nats2/cert.pem";
+        };
+      };
+    } "client" {
+      store = "/flake/nats-store";
+      domain = "clan";
+      services = { };
+    }).nixosModule
+      { lib = stubLib; };
   clientModule = clientInstance.nixosModule { lib = stubLib; };
 in
 import ./harness.nix {
@@ -88,23 +131,28 @@ import ./harness.nix {
       port = (interface "server").port.default;
       jetstream = (interface "server").jetstream.default;
       openFirewall = (interface "server").openFirewall.default;
+      firewallInterfaces = (interface "server").firewallInterfaces.default;
     };
     expected = {
       names = [
+        "firewallInterfaces"
         "jetstream"
         "openFirewall"
         "port"
         "resolver"
         "settings"
         "store"
+        "tls"
       ];
+      firewallInterfaces = [ ];
       inherit (defaults) resolver port;
       resolvers = [
         "memory"
         "full"
       ];
       jetstream = false;
-      openFirewall = true;
+      # Closed unless an interface (the clan mesh) is given.
+      openFirewall = false;
     };
   };
 
@@ -115,6 +163,7 @@ import ./harness.nix {
     };
     expected = {
       names = [
+        "domain"
         "services"
         "store"
       ];
@@ -126,18 +175,57 @@ import ./harness.nix {
     expr = {
       imports = baseNames serverModule.imports;
       server = serverModule.services.clan-nats.server;
+      instances = serverModule.services.clan-nats.clanInstances;
     };
     expected = {
-      imports = [ "server.nix" ];
+      imports = [
+        "server.nix"
+        "instances.nix"
+      ];
       server = {
         enable = true;
+        serverName = {
+          _type = "override";
+          priority = 1000;
+          content = "core1";
+        };
         store = "/flake/nats-store";
         resolver = "full";
         jetstream = true;
         port = 4223;
         openFirewall = true;
+        firewallInterfaces = [ "zt0" ];
+        tls = { };
         settings.max_payload = 1;
       };
+      instances.server = [ "nats" ];
+    };
+  };
+
+  "server role: clan.core.state holds the data dir with JetStream or the full resolver, else nothing" = {
+    expr = [
+      serverModule.clan.core.state.clan-nats
+      memoryServer.clan.core.state.clan-nats.condition
+    ];
+    expected = [
+      {
+        _type = "if";
+        condition = true;
+        content.folders = [ "/var/lib/nats" ];
+      }
+      false
+    ];
+  };
+
+  "client role: NATS URLs of the instance's server machines, each with its port and scheme" = {
+    expr = clientOfTwo.services.clan-nats.credentials.servers;
+    expected = {
+      _type = "override";
+      priority = 1000;
+      content = [
+        "nats://nats1.clan:4222"
+        "tls://nats2.clan:4223"
+      ];
     };
   };
 
@@ -147,7 +235,10 @@ import ./harness.nix {
       inherit (clientModule.services.clan-nats.credentials) store hostName users;
     };
     expected = {
-      imports = [ "credentials.nix" ];
+      imports = [
+        "credentials.nix"
+        "instances.nix"
+      ];
       store = "/flake/nats-store";
       hostName = {
         _type = "override";

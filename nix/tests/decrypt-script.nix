@@ -101,10 +101,13 @@ import ./harness.nix {
     expr = {
       function = has unmounted "decrypt() {";
       keep = has unmounted "    '') ;;";
+      # The last user removed: prune only, even where no identity is readable.
+      identities = has unmounted "candidates=(";
     };
     expected = {
       function = false;
       keep = true;
+      identities = false;
     };
   };
 

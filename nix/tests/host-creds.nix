@@ -96,6 +96,43 @@ import ./harness.nix {
     };
   };
 
+  # A service person named "sys" (account core) beside the SYS account's own
+  # user "sys": the service's creds, not the SYS admin's, whichever comes first.
+  "user: a service named sys is looked up by account and name, not taken for SYS's user" =
+    let
+      sysService = {
+        name = "sys";
+        creds = "${users}/core/users/sys.creds.age";
+        hosts = [ "core1" ];
+      };
+      withSys = manifest // {
+        accounts = map (
+          a: if a.name == "core" then a // { users = a.users ++ [ sysService ]; } else a
+        ) manifest.accounts;
+      };
+      sysFirst = withSys // {
+        accounts =
+          builtins.filter (a: a.system or false) withSys.accounts
+          ++ builtins.filter (a: !(a.system or false)) withSys.accounts;
+      };
+    in
+    {
+      expr = {
+        creds = map (m: h.userCreds m "sys") [
+          withSys
+          sysFirst
+        ];
+        admin = (h.userIn sysFirst "SYS" "sys").creds;
+      };
+      expected = {
+        creds = [
+          sysService.creds
+          sysService.creds
+        ];
+        admin = "${users}/SYS/users/sys.creds.age";
+      };
+    };
+
   "matchCreds: the file is compared from the store's root on" = {
     expr = {
       inFlake = h.matchCreds [ person ] "${flakeStore}/${person}";
