@@ -501,6 +501,34 @@ pub fn default_identity() -> Utf8PathBuf {
         .unwrap_or_else(|| Utf8PathBuf::from("identity.txt"))
 }
 
+/// A new store's owner identity is never a key found by the default chain
+/// other than clan-nats' own (a sops or ssh key the user has for something
+/// else): it must be named with --identity or CLAN_NATS_IDENTITY.
+fn check_new_owner_identity(s: &StoreArgs) -> Result<(), Error> {
+    let named = std::env::var_os("CLAN_NATS_IDENTITY").is_some()
+        || std::env::args().any(|a| a == "--identity" || a.starts_with("--identity="));
+    let own = own_default_identity();
+    if named || s.out.join(MANIFEST).exists() || Some(&s.identity) == own.as_ref() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{}: no --identity was given, and the default found {}, a key of another tool; a new store's owner identity must be named: pass --identity {} to make it the owner, or --identity {} --new-identity for a new one",
+        s.out,
+        s.identity,
+        s.identity,
+        own.map(|p| p.to_string()).unwrap_or_else(|| "FILE".into())
+    )))
+}
+
+fn own_default_identity() -> Option<Utf8PathBuf> {
+    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
+    std::env::var("XDG_CONFIG_HOME")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| home.map(|h| format!("{h}/.config")))
+        .map(|c| Utf8PathBuf::from(format!("{c}/clan-nats/identity.txt")))
+}
+
 /// The clock: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
 pub fn now() -> i64 {
     if let Some(v) = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()) {
@@ -652,6 +680,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
     let pins = &mut pins;
     let done: Result<(), Error> = match cli.command {
         Command::Generate { store } => {
+            check_new_owner_identity(&store)?;
             let mut confirm = confirm_changes(store.yes);
             let outcome = ops::reconcile(store_request(&store, "generate", pins, &mut confirm), None)?;
             if store.dry_run {
@@ -660,6 +689,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             print_outcome(&outcome, &store.out, json, out)
         }
         Command::Plan { mut store, detailed_exitcode } => {
+            check_new_owner_identity(&store)?;
             store.dry_run = true;
             let mut confirm = confirm_changes(store.yes);
             let outcome = ops::reconcile(store_request(&store, "generate", pins, &mut confirm), None)?;
@@ -702,6 +732,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             Ok(())
         }
         Command::ImportNsc { from, keys, drop_unsupported, write_config, mut store } => {
+            check_new_owner_identity(&store)?;
             let cfg = crate::config::load(&store.config)?;
             let mut plan = crate::plan::plan(&cfg);
             if let Some(file) = write_config {

@@ -22,17 +22,22 @@ fn read_stdin(limit: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Standard input is read once; a second reader (a command that reads the
-/// config twice) gets the same bytes.
-fn stdin_once(limit: u64) -> Result<&'static [u8], String> {
-    static STDIN: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    STDIN.get_or_init(|| read_stdin(limit).map_err(|e| e.to_string())).as_ref().map(Vec::as_slice).map_err(Clone::clone)
+/// Standard input is read once, for one flag: the same flag read again (a
+/// command that reads the config twice) gets the same bytes, another flag
+/// given `-` as well is refused (`--config - --request -` cannot both be stdin).
+fn stdin_once(flag: &'static str, limit: u64) -> Result<&'static [u8], String> {
+    static STDIN: OnceLock<(&'static str, Result<Vec<u8>, String>)> = OnceLock::new();
+    let (owner, bytes) = STDIN.get_or_init(|| (flag, read_stdin(limit).map_err(|e| e.to_string())));
+    if *owner != flag {
+        return Err(format!("standard input is already {owner}'s: only one argument can be read from it"));
+    }
+    bytes.as_ref().map(Vec::as_slice).map_err(Clone::clone)
 }
 
 /// A secret argument (`--token`, `--request`): `-`, `@FILE` or the value.
-pub fn secret_arg(flag: &str, value: &str) -> Result<String, String> {
+pub fn secret_arg(flag: &'static str, value: &str) -> Result<String, String> {
     let bytes = if value == "-" {
-        stdin_once(MAX_ARG_BYTES).map_err(|e| format!("{flag} -: cannot read standard input: {e}"))?.to_vec()
+        stdin_once(flag, MAX_ARG_BYTES).map_err(|e| format!("{flag} -: cannot read standard input: {e}"))?.to_vec()
     } else if let Some(path) = value.strip_prefix('@') {
         let f = std::fs::File::open(path).map_err(|e| format!("{flag} @{path}: {e}"))?;
         let mut buf = Vec::new();
@@ -56,13 +61,17 @@ pub fn secret_arg(flag: &str, value: &str) -> Result<String, String> {
 }
 
 /// The bytes of `--config`: a file, or standard input for `-` (so that
-/// `nix eval --json … | clan-nats generate --config -` works).
+/// `nix eval --json … | clan-nats generate --config -` works). `@FILE` is
+/// FILE, as for the secret arguments (a file whose name starts with `@` is
+/// given as `./@name`).
 pub fn config_bytes(path: &Utf8Path) -> Result<Vec<u8>, ConfigError> {
     let fail =
         |message: String| ConfigError { file: path.to_owned(), issues: vec![Issue { path: String::new(), message }] };
     if path.as_str() == "-" {
         let limit = crate::config::MAX_CONFIG_BYTES as u64;
-        return stdin_once(limit).map(<[u8]>::to_vec).map_err(|e| fail(format!("cannot read standard input: {e}")));
+        return stdin_once("--config", limit)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| fail(format!("cannot read standard input: {e}")));
     }
     let path = path.as_str().strip_prefix('@').map(Utf8Path::new).unwrap_or(path);
     std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))

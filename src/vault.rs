@@ -161,6 +161,12 @@ impl Identity {
     /// overwriting). Returns the identity and whether it was created.
     pub fn load_or_create(path: &Utf8Path) -> Result<(Identity, bool), VaultError> {
         remove_stale_new_identities(path);
+        if path.symlink_metadata().is_ok() && !path.exists() {
+            return Err(VaultError::Identity {
+                path: path.to_owned(),
+                message: "a dangling symbolic link: it points to no identity, and none is created through it".into(),
+            });
+        }
         if path.exists() {
             return Ok((Identity::load(path)?, false));
         }
@@ -187,7 +193,28 @@ impl Identity {
             f.set_permissions(fs::Permissions::from_mode(0o600))?;
             writeln!(f, "# clan-nats age identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}")?;
             f.sync_all()?;
-            fs::hard_link(&tmp, path)
+            match fs::hard_link(&tmp, path) {
+                // No hard links here (vfat, some FUSE and network filesystems):
+                // create the file itself, never overwriting; on a failed write
+                // it is removed, so no truncated identity stays.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EPERM | libc::EOPNOTSUPP | libc::EXDEV | libc::EMLINK)
+                    ) =>
+                {
+                    let direct = (|| -> std::io::Result<()> {
+                        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+                        writeln!(f, "# clan-nats age identity: keep it secret, keep a backup.\n# public key: {public}\n{secret}")?;
+                        f.sync_all()
+                    })();
+                    if direct.is_err() {
+                        let _ = fs::remove_file(path);
+                    }
+                    direct
+                }
+                other => other,
+            }
         })();
         let _ = fs::remove_file(&tmp);
         written.map_err(|e| err(format!("cannot create identity: {e}")))?;

@@ -237,7 +237,23 @@ fn an_identity_is_never_created_by_accident() {
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let o = ok(gen(s1.to_str().unwrap(), &[], &[("CLAN_NATS_IDENTITY", key.to_str().unwrap())]));
     assert!(String::from_utf8_lossy(&o.stdout).contains("unchanged"));
-    // The sops default is found when clan-nats' own is absent.
+    // A new store never takes a key of another tool from the default chain:
+    // an ssh key at ~/.ssh/id_ed25519 is found, and refused until named.
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let o = Command::new(require("ssh-keygen"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(home.join(".ssh/id_ed25519"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let s2 = tmp.path().join("s2");
+    let o = gen(s2.to_str().unwrap(), &["--new-identity"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a key of another tool") && stderr(&o).contains(".ssh/id_ed25519"), "{}", stderr(&o));
+    assert!(!s2.exists());
+    let ssh = home.join(".ssh/id_ed25519");
+    ok(gen(s2.to_str().unwrap(), &["--identity", ssh.to_str().unwrap()], &[]));
+    // The sops default is found when clan-nats' own is absent (for an existing store).
     let sops = home.join(".config/sops/age");
     std::fs::create_dir_all(&sops).unwrap();
     std::fs::copy(&key, sops.join("keys.txt")).unwrap();
