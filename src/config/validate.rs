@@ -125,6 +125,7 @@ pub fn validate(c: &Config) -> Vec<Issue> {
         namespaces(c, &mut v);
     }
     hosts(c, &mut v);
+    v.0.extend(crate::fleet::validate(c));
     if v.0.is_empty() {
         // Wiring needs the rest to be valid (units, permissions).
         v.0.extend(crate::wiring::derive(c).err().unwrap_or_default());

@@ -1,0 +1,1 @@
+//! `clan-nats push`: send changed account JWTs to running servers.
