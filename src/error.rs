@@ -40,6 +40,9 @@ pub enum Error {
     NotPinned { dir: String, org_id: String, operator: String, pins: String, same_operator: Vec<String> },
     #[error("{0}")]
     Pin(String),
+    /// Talking to running servers failed (`push`).
+    #[error("{0}")]
+    Live(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
