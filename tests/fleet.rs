@@ -146,7 +146,10 @@ impl Drop for Node {
 }
 
 /// A client whose closure (disconnect or server error) is reported with its time.
-async fn connect(url: &str, creds: &str) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<(Instant, String)>), String> {
+async fn connect(
+    url: &str,
+    creds: &str,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<(Instant, String)>), String> {
     let name = clan_nats::jwt::creds::parse_checked(creds).expect("creds parse").0.std.name;
     let (tx, rx) = mpsc::unbounded_channel();
     let opts = ConnectOptions::with_credentials(creds)
@@ -239,7 +242,11 @@ async fn cluster_carries_traffic_and_keeps_outsiders_out(bin: PathBuf) {
     let publisher = client(&f.url("nats1"), &person).await;
     let listener = client(&f.url("media1"), &org).await;
     let mut sub = listener.subscribe("thecowboyai.org.person.created").await.unwrap();
-    assert!(hear(&publisher, "thecowboyai.org.person.created", &mut sub).await, "pub/sub nats1 → media1 ({})", bin.display());
+    assert!(
+        hear(&publisher, "thecowboyai.org.person.created", &mut sub).await,
+        "pub/sub nats1 → media1 ({})",
+        bin.display()
+    );
 
     // Cross-account flow (core → media, derived) across nodes: nats1 → core1.
     let doc_client = client(&f.url("core1"), &doc).await;
@@ -258,6 +265,19 @@ async fn cluster_carries_traffic_and_keeps_outsiders_out(bin: PathBuf) {
             }
         }
     });
+    // The responder's interest reaches nats1 asynchronously: wait for a first answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = tokio::time::timeout(
+            Duration::from_millis(500),
+            publisher.request("thecowboyai.org.person.lookup", "warm".into()),
+        )
+        .await;
+        if matches!(r, Ok(Ok(_))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no request crossed nodes within 10 s");
+    }
     let mut answered = 0;
     for _ in 0..20 {
         let r = tokio::time::timeout(
@@ -293,7 +313,9 @@ async fn cluster_carries_traffic_and_keeps_outsiders_out(bin: PathBuf) {
     let n = heard_within(&publisher, "thecowboyai.org.person.deleted", &mut s, Duration::from_secs(3)).await;
     assert_eq!(n, 0, "a node without the route credential must not receive the cluster's traffic");
     let refused = nodes.values().map(Node::log_text).chain([outsider.log_text()]).any(|l| {
-        l.contains("Authorization Violation") || l.contains("authentication error") || l.contains("Authentication Failure")
+        l.contains("Authorization Violation")
+            || l.contains("authentication error")
+            || l.contains("Authentication Failure")
     });
     assert!(refused, "the cluster logs the refused route");
 
@@ -310,7 +332,9 @@ async fn cluster_carries_traffic_and_keeps_outsiders_out(bin: PathBuf) {
         assert!(!l.contains(password.as_str()), "a server log holds the route password");
     }
     let conf = std::fs::read_to_string(f.dir.join("server/core1/nats-server.conf")).unwrap();
-    assert!(conf.contains("server_name: \"core1\"") && conf.contains("type: full") && conf.contains("allow_delete: false"));
+    assert!(
+        conf.contains("server_name: \"core1\"") && conf.contains("type: full") && conf.contains("allow_delete: false")
+    );
     assert!(conf.contains(&format!("#   nats-route://127.0.0.1:{}", f.ports["nats1"].1)), "routes to the others");
     assert!(!conf.contains(&format!("#   nats-route://127.0.0.1:{}", f.ports["core1"].1)), "no route to itself listed");
 }
@@ -345,6 +369,15 @@ async fn wait_cluster(f: &Fleet) {
     }
 }
 
+fn rotate(f: &Fleet, user: &str) {
+    let out = bin_pinned(&f.pins)
+        .args(["rotate", "user", user, "--dir", f.dir.to_str().unwrap()])
+        .args(["--identity", f.key.to_str().unwrap(), "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rotate: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 async fn wait_refused(url: &str, creds: &str) -> String {
     match connect(url, creds).await {
         Ok(_) => panic!("{url}: the revoked user connected"),
@@ -364,31 +397,72 @@ async fn push_revokes_everywhere_and_rollback_never_readmits(bin: PathBuf) {
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("0 pushed, 4 unchanged"), "{text}");
 
-    let mut open = Vec::new();
-    for h in HOSTS {
-        open.push((h, connect(&f.url(h), &victim).await.unwrap()));
-    }
     // The old store, with a pin file of its own (restoring it is a rollback).
     let old = f.tmp.path().join("old-store");
     let old_pins = f.tmp.path().join("old-pins.json");
     assert!(Command::new("cp").args(["-a"]).arg(&f.dir).arg(&old).status().unwrap().success());
     std::fs::copy(&f.pins, &old_pins).unwrap();
 
-    // Revoke: rotating the user revokes its old key in the account JWT.
-    let out = bin_pinned(&f.pins)
-        .args(["rotate", "user", "organization-service", "--dir", f.dir.to_str().unwrap()])
-        .args(["--identity", f.key.to_str().unwrap(), "--yes"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "rotate: {}", String::from_utf8_lossy(&out.stderr));
-
-    // media1 is down during the push.
-    nodes.remove("media1").unwrap().stop();
-    let (v_media, mut ev_media) = open.pop().unwrap().1;
-    drop(v_media);
-    while ev_media.try_recv().is_ok() {}
-
+    // 1. All nodes up: revoke organization-service (rotating a user revokes its
+    // old key in the account JWT) and push through nats1 only, via the library,
+    // timing the revocation until its connections on all three nodes closed.
+    let mut open = Vec::new();
+    for h in HOSTS {
+        open.push((h, connect(&f.url(h), &victim).await.unwrap()));
+    }
+    rotate(&f, "organization-service");
+    let sys = f.creds("sys");
+    let m = f.manifest();
+    let core = m.account("core").unwrap();
+    let accounts = [clan_nats::fleet::push::Account {
+        name: "core".into(),
+        public_key: core.public_key.clone(),
+        jwt: std::fs::read_to_string(f.dir.join(&core.jwt)).unwrap().trim().to_string(),
+    }];
+    let expected: Vec<String> = HOSTS.iter().map(|h| h.to_string()).collect();
+    let servers = vec![f.url("nats1")];
     let t0 = Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        let opts = clan_nats::fleet::push::Options {
+            servers: &servers,
+            expected: &expected,
+            dry_run: false,
+            timeout: Duration::from_secs(5),
+        };
+        clan_nats::fleet::push::push(&accounts, &sys, &opts, &mut std::io::sink()).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(report.ok(), "{report:?}");
+    let confirmed: Vec<&str> =
+        report.rows.iter().filter(|r| r.status == "updated").map(|r| r.server.as_str()).collect();
+    assert_eq!(confirmed, ["core1", "media1", "nats1"], "one confirmation per server");
+    let mut slowest = Duration::ZERO;
+    for (h, (_c, ev)) in open.iter_mut() {
+        let at = tokio::time::timeout(Duration::from_secs(5), ev.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{h}: the revoked user's connection stayed open"))
+            .unwrap()
+            .0;
+        slowest = slowest.max(at.duration_since(t0));
+    }
+    eprintln!(
+        "fleet: {}: revocation pushed through one node closed the revoked user's connections on all 3 nodes within {slowest:?} (lookup + update + close)",
+        bin.display()
+    );
+    for h in HOSTS {
+        wait_refused(&f.url(h), &victim).await;
+    }
+    client(&f.url("media1"), &f.creds("organization-service")).await;
+
+    // 2. media1 is down during the next push (of person-service's revocation).
+    let victim = f.creds("person-service");
+    let mut open = Vec::new();
+    for h in ["nats1", "core1"] {
+        open.push((h, connect(&f.url(h), &victim).await.unwrap()));
+    }
+    nodes.remove("media1").unwrap().stop();
+    rotate(&f, "person-service");
     let out = push_cli(&f, &f.dir, &f.pins, &[f.url("nats1")], &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(1), "media1 did not confirm, so push fails: {text}");
@@ -397,26 +471,19 @@ async fn push_revokes_everywhere_and_rollback_never_readmits(bin: PathBuf) {
     }
     assert!(text.lines().any(|l| l.starts_with("core ") && l.contains("media1") && l.contains("no-reply")), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("push: [2/4] core"), "progress on stderr");
-    // The revoked user's open connections close on every running node.
-    let mut closed = Vec::new();
     for (h, (_c, ev)) in open.iter_mut() {
-        let at = tokio::time::timeout(Duration::from_secs(5), ev.recv())
+        tokio::time::timeout(Duration::from_secs(5), ev.recv())
             .await
-            .unwrap_or_else(|_| panic!("{h}: the revoked user's connection stayed open"))
-            .unwrap()
-            .0;
-        closed.push(at.duration_since(t0));
+            .unwrap_or_else(|_| panic!("{h}: the revoked user's connection stayed open"));
     }
-    let slowest = closed.iter().max().unwrap();
-    eprintln!("fleet: revocation pushed ({}): connections closed on all running nodes within {slowest:?} of the push command's start (incl. process start and lookups)", bin.display());
     for h in ["nats1", "core1"] {
         wait_refused(&f.url(h), &victim).await;
     }
-    let fresh = f.creds("organization-service");
+    let fresh = f.creds("person-service");
     client(&f.url("core1"), &fresh).await;
 
     // The audit log records the push.
-    let audit = std::fs::read_to_string(f.dir.join("governance/audit.jsonl")).unwrap_or_default();
+    let audit = std::fs::read_to_string(f.dir.join("governance/audit.jsonl")).unwrap();
     assert!(audit.contains("\"push\""), "push is audited");
 
     // The old store's JWT is older than what the servers hold: refused.

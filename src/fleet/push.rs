@@ -69,6 +69,8 @@ pub struct Options<'a> {
 
 const LOOKUP: &str = "$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP";
 const UPDATE: &str = "$SYS.REQ.CLAIMS.UPDATE";
+/// How long to wait for further lookup answers after the first.
+const LOOKUP_SETTLE: Duration = Duration::from_millis(250);
 
 fn iat_of(jwt: &str) -> Option<i64> {
     crate::jwt::peek(jwt).map(|(h, _)| h.iat)
@@ -110,19 +112,24 @@ async fn gather(
     subject: String,
     payload: Vec<u8>,
     timeout: Duration,
+    settle: Option<Duration>,
     enough: impl Fn(&[Vec<u8>]) -> bool,
 ) -> Result<Vec<Vec<u8>>, String> {
     let inbox = client.new_inbox();
     let mut sub = client.subscribe(inbox.clone()).await.map_err(|e| e.to_string())?;
     client.publish_with_reply(subject, inbox, payload.into()).await.map_err(|e| e.to_string())?;
     client.flush().await.map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
+    let mut deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while !enough(&out) {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, sub.next()).await {
             Ok(Some(m)) => out.push(m.payload.to_vec()),
             _ => break,
+        }
+        // Once one server has answered, the others answer within the settle time or not at all.
+        if let Some(s) = settle {
+            deadline = deadline.min(Instant::now() + s);
         }
     }
     let _ = sub.unsubscribe().await;
@@ -145,7 +152,10 @@ async fn run(
     for (i, a) in accounts.iter().enumerate() {
         let want = expected.len().max(1);
         let held =
-            gather(&client, LOOKUP.replace("{}", &a.public_key), Vec::new(), lookup_wait, |r| r.len() >= want).await?;
+            gather(&client, LOOKUP.replace("{}", &a.public_key), Vec::new(), lookup_wait, Some(LOOKUP_SETTLE), |r| {
+                r.len() >= want
+            })
+            .await?;
         let held: Vec<String> = held.into_iter().map(|b| String::from_utf8_lossy(&b).trim().to_string()).collect();
         let ours = iat_of(&a.jwt).unwrap_or(0);
         let newer: Vec<&String> =
@@ -191,7 +201,7 @@ async fn run(
             });
             continue;
         }
-        let replies = gather(&client, UPDATE.into(), a.jwt.clone().into_bytes(), opts.timeout, |r| {
+        let replies = gather(&client, UPDATE.into(), a.jwt.clone().into_bytes(), opts.timeout, None, |r| {
             let names: BTreeSet<String> = r.iter().filter_map(|b| reply_server(b)).collect();
             if expected.is_empty() {
                 !r.is_empty()
