@@ -517,3 +517,35 @@ async fn push_revokes_everywhere_and_rollback_never_readmits_on_2_9_10() {
 async fn push_revokes_everywhere_and_rollback_never_readmits_on_2_15_1() {
     push_revokes_everywhere_and_rollback_never_readmits(modern_nats_server()).await;
 }
+
+/// A multi-server config without addresses, or with clashing ports, is bad
+/// input: exit 2, every problem with its field path and value, nothing written.
+#[test]
+fn a_fleet_without_addresses_or_with_clashing_ports_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(example()).unwrap()).unwrap();
+    let hosts = v["hosts"].as_array_mut().unwrap();
+    hosts[0]["nats_server"] = true.into();
+    hosts[0]["address"] = "127.0.0.1".into();
+    hosts[0]["cluster_port"] = 7222.into();
+    hosts[1]["nats_server"] = true.into();
+    hosts[2]["nats_server"] = true.into();
+    hosts[2]["address"] = "127.0.0.1".into();
+    hosts[2]["cluster_port"] = 7222.into();
+    hosts[2]["client_port"] = 4333.into();
+    v["nats_cluster"] = serde_json::json!({"sync_interval": "2 minutes"});
+    let config = tmp.path().join("fleet.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let dir = tmp.path().join("store");
+    let out = bin_pinned(&tmp.path().join("pins.json"))
+        .args(generate_args(&config, &dir, &tmp.path().join("owner.key")))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("fleet.json"), "{err}");
+    assert!(err.contains("hosts[1].address: missing: host \"core1\""), "{err}");
+    assert!(err.contains("hosts[2].cluster_port: 127.0.0.1:7222 is already used by hosts[0].cluster_port"), "{err}");
+    assert!(err.contains("nats_cluster.sync_interval: \"2 minutes\""), "{err}");
+    assert!(!dir.exists(), "nothing is written");
+}
