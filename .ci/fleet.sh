@@ -30,10 +30,12 @@ if echo "$out" | grep -q '^WARN'; then echo "$out" >&2; exit 1; fi
 # The route credential reaches nats-server through the environment only.
 password=$(sed -n 's/^CLAN_NATS_CLUSTER_PASSWORD=//p' "$plain/fleet/server/cluster.env")
 if grep -rqF "$password" "$dir"; then echo "the route password is in the store in plaintext" >&2; exit 1; fi
+# (in a scratch working directory: the full resolver creates its `jwt` dir there)
+mkdir -p "$work/fleet-cwd"
 for conf in "$dir"/server/*/nats-server.conf; do
-  if nats-server -t -c "$conf" >/dev/null 2>&1; then
+  if (cd "$work/fleet-cwd" && nats-server -t -c "$conf" >/dev/null 2>&1); then
     echo "$conf passed without the route credential" >&2; exit 1
   fi
-  (set -a; . "$plain/fleet/server/cluster.env"; nats-server -t -c "$conf")
+  (cd "$work/fleet-cwd" && set -a && . "$plain/fleet/server/cluster.env" && nats-server -t -c "$conf")
 done
 echo "fleet: $(ls -d "$dir"/server/*/ | wc -l) server configs valid, route credential only in $(basename "$dir")/server/cluster.env.age"
