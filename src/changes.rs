@@ -76,7 +76,12 @@ pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, ro
         c.accounts.push(format!("{} account(s) created (a new store)", new.accounts.len()));
         c.users.push(format!("{users} user(s) created"));
         c.flows.extend(new.flows.iter().map(|f| format!("new flow: {}", f.describe())));
-        c.next_steps.push(servers_step(new, "configure them with server/nats-server.conf (or the NixOS module)"));
+        let what = if crate::fleet::server_dirs(new).is_empty() {
+            "configure them with server/nats-server.conf (or the NixOS module)"
+        } else {
+            "configure each with server/<host>/nats-server.conf and the route credential server/cluster.env.age (or the NixOS module)"
+        };
+        c.next_steps.push(servers_step(new, what));
         return c;
     };
 
@@ -209,6 +214,11 @@ pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, ro
     if om.operator.public_key == new.operator.public_key && changed(&new.operator.jwt) {
         c.next_steps
             .push(servers_step(new, "restart nats-server (the operator JWT changed, which a reload does not pick up)"));
+    } else if accounts_changed && !crate::fleet::server_dirs(new).is_empty() {
+        c.next_steps.push(servers_step(
+            new,
+            "push the changed accounts now: clan-nats push --dir DIR --identity KEY --server nats://HOST:PORT (a deploy also preloads them)",
+        ));
     } else if accounts_changed {
         c.next_steps.push(servers_step(new, "reload nats-server (SIGHUP; the NixOS module does it on switch)"));
     }

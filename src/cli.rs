@@ -272,6 +272,30 @@ pub enum Command {
     /// Print the man page (roff) to standard output.
     #[command(after_help = "Example:\n  clan-nats man | man -l -")]
     Man,
+    /// Send changed account JWTs to running servers over $SYS (owner only; the
+    /// sys creds stay in memory). Refuses to replace a newer JWT a server holds;
+    /// exits 1 when an expected server did not confirm.
+    #[command(
+        after_help = "Examples:\n  clan-nats push --dir nats-store --identity owner.key --server nats://nats1:4222 --dry-run\n  clan-nats push --dir nats-store --identity owner.key --server nats://nats1:4222 --server nats://nats2:4222"
+    )]
+    Push {
+        /// The store directory (`--out` is an alias).
+        #[arg(long, alias = "out", value_name = "DIR")]
+        dir: Utf8PathBuf,
+        /// The owner's identity.
+        #[arg(long)]
+        identity: Utf8PathBuf,
+        /// A server URL (nats://host:port); repeat it: the first reachable is used,
+        /// and every server of the cluster answers through it.
+        #[arg(long = "server", value_name = "URL", required = true)]
+        servers: Vec<String>,
+        /// Look up and report what would be pushed, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for the servers' replies to one update.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// List the accounts, users, hosts or flows of a store (like `nsc list`).
     #[command(
         after_help = "Examples:\n  clan-nats list users --dir store\n  clan-nats list accounts --dir store --json"
@@ -813,8 +837,39 @@ fn dispatch(cli: Cli, out: &mut dyn Write) -> Result<i32, Error> {
             }
             Ok(())
         }
+        Command::Push { dir, identity, servers, dry_run, timeout } => {
+            let id = load_identity(&identity)?;
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            let req = ops::PushRequest { servers: &servers, dry_run, timeout };
+            let r = ops::push(&dir, &id, &req, now(), pins, &mut std::io::stderr())?;
+            return print_push(&r, json, out);
+        }
     };
     done.map(|()| 0)
+}
+
+/// A push report: one line per account and server; exit 1 unless every
+/// expected server confirmed every update and nothing was refused.
+fn print_push(r: &crate::fleet::push::Report, json: bool, out: &mut dyn Write) -> Result<i32, Error> {
+    if json {
+        writeln!(out, "{}", serde_json::to_string(r).expect("report serializes"))?;
+    } else {
+        for row in &r.rows {
+            writeln!(out, "{:<24} {:<16} {:<14} {}", row.account, row.server, row.status, row.detail)?;
+        }
+        let what = if r.dry_run { "dry run" } else { "push" };
+        writeln!(
+            out,
+            "{what} via {}: {} pushed, {} unchanged, {} refused, {} unconfirmed, {} error(s)",
+            r.via,
+            r.pushed.len(),
+            r.unchanged.len(),
+            r.refused.len(),
+            r.unconfirmed.len(),
+            r.errors.len()
+        )?;
+    }
+    Ok(if r.ok() { 0 } else { 1 })
 }
 
 /// A plan (a dry run's change set) in text or JSON; the exit code it asks for.

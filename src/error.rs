@@ -40,6 +40,9 @@ pub enum Error {
     NotPinned { dir: String, org_id: String, operator: String, pins: String, same_operator: Vec<String> },
     #[error("{0}")]
     Pin(String),
+    /// Talking to running servers failed (`push`).
+    #[error("{0}")]
+    Live(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -86,6 +89,7 @@ impl Error {
             Error::Pins(_) | Error::Pin(_) => "pins",
             Error::Generate(_) => "generate",
             Error::Output(_) => "output",
+            Error::Live(_) => "live",
         };
         let mut e = serde_json::json!({"kind": kind, "message": self.to_string(), "exit_code": self.exit_code()});
         match self {

@@ -384,7 +384,15 @@ impl<'a> Builder<'a> {
             });
         }
 
-        server_files(&mut out, &op_jwt, &sys_pub, &preload, plan.max_payload());
+        match &plan.fleet {
+            None => server_files(&mut out, &op_jwt, &sys_pub, &preload, plan.max_payload()),
+            Some(f) => {
+                out.extend(crate::fleet::conf::render(f, &op_jwt, &sys_pub, &preload, plan.max_payload()));
+                let s = self.cluster_env(f)?;
+                out.insert(s.path.clone(), s.bytes);
+                secrets.insert(s.path, s.entry);
+            }
+        }
         let hosts = plan
             .hosts
             .iter()
@@ -475,6 +483,45 @@ impl<'a> Builder<'a> {
                 creds: creds_path,
             },
         })
+    }
+
+    /// `server/cluster.env.age`: the route credential, sealed to the server
+    /// hosts and the owners. The password is generated once and read back
+    /// afterwards; the ciphertext is kept while the servers and recipients are.
+    fn cluster_env(&self, f: &crate::fleet::Fleet) -> Result<Sealed, GenerateError> {
+        use crate::fleet::{self, CLUSTER_ENV};
+        let servers: Vec<Named> = f
+            .servers
+            .iter()
+            .map(|s| Named { name: format!("host:{}", s.name), recipient: &self.hosts[s.name.as_str()] })
+            .collect();
+        let same_servers = f.servers.iter().all(|s| {
+            let json = self.old_file(&format!("server/{}/server.json", s.name));
+            let all: Option<Vec<String>> = json
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                .and_then(|v| serde_json::from_value(v["cluster"]["all_routes"].clone()).ok());
+            all == Some(f.servers.iter().map(|s| format!("nats-route://{}", s.route_addr())).collect())
+        });
+        if same_servers {
+            if let Some(s) = self.keep(CLUSTER_ENV, &servers) {
+                return Ok(s);
+            }
+        }
+        let password = match self.existing.tree.get(CLUSTER_ENV) {
+            None => fleet::new_password(),
+            Some(ct) => {
+                let plain = self.ctx.identity.decrypt(ct).map_err(|e| GenerateError::NotOwner {
+                    path: CLUSTER_ENV.into(),
+                    identity: self.ctx.identity.path.to_string(),
+                    reason: e.to_string(),
+                })?;
+                fleet::parse_env(&String::from_utf8_lossy(&plain))
+                    .remove(fleet::PASSWORD_VAR)
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| GenerateError::Damaged(format!("{CLUSTER_ENV}: no {}", fleet::PASSWORD_VAR)))?
+            }
+        };
+        self.seal(CLUSTER_ENV, "cluster", fleet::env_file(f, &password).as_bytes(), &servers)
     }
 
     fn old_file(&self, path: &str) -> Option<&'a str> {

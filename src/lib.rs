@@ -8,6 +8,7 @@ pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod generate;
 pub mod governance;
 pub mod input;

@@ -893,3 +893,76 @@ pub fn accept(
     )?;
     Ok((outcome, invite))
 }
+
+// ---- fleet (issue 11): push --------------------------------------------------
+
+/// What `push` is asked to do.
+#[derive(Clone, Copy)]
+pub struct PushRequest<'a> {
+    pub servers: &'a [String],
+    pub dry_run: bool,
+    pub timeout: std::time::Duration,
+}
+
+/// `push`: send the store's account JWTs to running servers ([`crate::fleet::push`]).
+/// Owner only: the store is verified against its pin, the operator key must
+/// decrypt with `identity`, and the `sys` creds are decrypted in memory only.
+/// A real push (not `dry_run`) that sent anything is recorded in the audit log.
+pub fn push(
+    dir: &Utf8Path,
+    identity: &Identity,
+    req: &PushRequest,
+    now: i64,
+    pins: &mut Pins,
+    progress: &mut dyn std::io::Write,
+) -> Result<crate::fleet::push::Report, Error> {
+    use crate::fleet::push::{self as live, Account, Options};
+    let PushRequest { servers, dry_run, timeout } = *req;
+    if servers.is_empty() {
+        return Err(Error::Usage("push: give at least one --server URL".into()));
+    }
+    let (tree, m, g) = open_for_write(dir, pins)?;
+    let op = operator_key(&tree, &m, identity)?;
+    if !identity.recipients.contains(&g.ownership.owner_recipient) {
+        return Err(Error::Denied(format!("{}: only the owner pushes account JWTs", identity.path)));
+    }
+    let sys = m
+        .accounts
+        .iter()
+        .find(|a| a.system)
+        .and_then(|a| a.users.iter().find(|u| u.name == plan::SYSTEM_USER))
+        .ok_or_else(|| Error::Usage(format!("{dir}: the store has no system user")))?;
+    let ct = tree.get(&sys.creds).ok_or_else(|| Error::Usage(format!("{}: missing", sys.creds)))?;
+    let creds = identity
+        .decrypt(ct)
+        .map_err(|e| Error::Denied(format!("{}: cannot decrypt with {}: {e}", sys.creds, identity.path)))?;
+    let creds = String::from_utf8(creds).map_err(|_| Error::Usage(format!("{}: not text", sys.creds)))?;
+    let accounts = m
+        .accounts
+        .iter()
+        .map(|a| {
+            let jwt = tree.get(&a.jwt).ok_or_else(|| Error::Usage(format!("{}: missing", a.jwt)))?;
+            Ok(Account {
+                name: a.name.clone(),
+                public_key: a.public_key.clone(),
+                jwt: String::from_utf8_lossy(jwt).trim().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let expected: Vec<String> = if crate::fleet::server_dirs(&m).is_empty() {
+        vec![]
+    } else {
+        m.hosts.iter().filter(|h| h.nats_server).map(|h| h.name.clone()).collect()
+    };
+    let opts = Options { servers, expected: &expected, dry_run, timeout };
+    let report = live::push(&accounts, &creds, &opts, progress).map_err(Error::Live)?;
+    if !dry_run && !report.pushed.is_empty() {
+        let actor = actor(&g, identity);
+        let details = serde_json::json!({
+            "what": "push", "via": report.via, "pushed": report.pushed, "refused": report.refused,
+            "unconfirmed": report.unconfirmed, "errors": report.errors,
+        });
+        append_audit(dir, &tree, g, &op, Entry { actor, action: "push", details }, now, pins)?;
+    }
+    Ok(report)
+}

@@ -38,6 +38,8 @@ pub struct Plan {
     pub units: Vec<UnitPlan>,
     /// Exports and imports between accounts ([`crate::wiring`]).
     pub wiring: crate::wiring::Wiring,
+    /// The cluster of a multi-server fleet ([`crate::fleet`]).
+    pub fleet: Option<crate::fleet::Fleet>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -350,7 +352,9 @@ pub fn plan(c: &Config) -> Plan {
         })
         .collect();
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let fleet = crate::fleet::plan(c, &operator);
     Plan {
+        fleet,
         operator,
         accounts,
         hosts,

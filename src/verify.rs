@@ -124,7 +124,7 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, trusted: Option<&st
             format!("system_account {} is not the store's system account", op.nats.system_account),
         );
     }
-    server(tree, &layout, &op, &preload, r);
+    server(tree, &m, &op, &preload, r);
     r.problems.extend(crate::wiring::verify::store(tree, &m, &layout, &preload));
     keys(tree, &m, identity, r);
 }
@@ -192,7 +192,14 @@ fn governance(tree: &Tree, manifest_bytes: &[u8], m: &Manifest, operator: &str, 
         m.accounts.iter().flat_map(|a| &a.users).map(|u| (u.creds.as_str(), u)).collect();
     for (path, s) in &m.secrets {
         let mut allowed: BTreeSet<String> = owners.iter().map(|o| o.to_string()).collect();
-        if let Some(u) = creds.get(path.as_str()) {
+        if path == crate::fleet::CLUSTER_ENV && s.kind == "cluster" {
+            // The route credential: the owners and every server of the fleet.
+            let servers = crate::fleet::server_dirs(m);
+            if servers.is_empty() {
+                r.bad(path, "a route credential in a store that is not a multi-server fleet");
+            }
+            allowed.extend(m.hosts.iter().filter(|h| h.nats_server).map(|h| format!("host:{}", h.name)));
+        } else if let Some(u) = creds.get(path.as_str()) {
             allowed.extend(u.hosts.iter().map(|h| format!("host:{h}")));
             for member in g.active() {
                 if crate::governance::covered_units(&member.units, &parents).contains(&u.unit) {
@@ -419,39 +426,68 @@ fn users(
     }
 }
 
-fn server(tree: &Tree, _layout: &Layout, op: &OperatorClaims, preload: &BTreeMap<String, String>, r: &mut Report) {
-    let Some(json) = tree.get(SERVER_JSON) else {
-        r.bad(SERVER_JSON, "missing");
+fn server(tree: &Tree, m: &Manifest, op: &OperatorClaims, preload: &BTreeMap<String, String>, r: &mut Report) {
+    let fleet = !crate::fleet::server_dirs(m).is_empty();
+    if fleet {
+        for p in [SERVER_CONF, SERVER_JSON] {
+            if tree.contains_key(p) {
+                r.bad(p, "a multi-server fleet has one config per server (server/<host>/), not this one");
+            }
+        }
+        if !tree.contains_key(crate::fleet::CLUSTER_ENV) {
+            r.bad(crate::fleet::CLUSTER_ENV, "missing: the cluster's routes have no credential");
+        }
+    }
+    for (conf, json) in crate::fleet::server_files(m) {
+        server_one(tree, &conf, &json, fleet, op, preload, r);
+    }
+}
+
+fn server_one(
+    tree: &Tree,
+    conf_path: &str,
+    json_path: &str,
+    fleet: bool,
+    op: &OperatorClaims,
+    preload: &BTreeMap<String, String>,
+    r: &mut Report,
+) {
+    let Some(json) = tree.get(json_path) else {
+        r.bad(json_path, "missing");
         return;
     };
     let v: serde_json::Value = match serde_json::from_slice(json) {
         Ok(v) => v,
         Err(e) => {
-            r.bad(SERVER_JSON, format!("not JSON: {e}"));
+            r.bad(json_path, format!("not JSON: {e}"));
             return;
         }
     };
     let op_jwt = v.get("operator").and_then(|x| x.as_str()).unwrap_or_default();
     if OperatorClaims::decode(op_jwt).map(|c| c.std.jti != op.std.jti).unwrap_or(true) {
-        r.bad(SERVER_JSON, "operator is not the store's operator JWT");
+        r.bad(json_path, "operator is not the store's operator JWT");
     }
     if v.get("system_account").and_then(|x| x.as_str()) != Some(op.nats.system_account.as_str()) {
-        r.bad(SERVER_JSON, "system_account is not the operator's system account");
+        r.bad(json_path, "system_account is not the operator's system account");
     }
-    if v.get("resolver").and_then(|x| x.as_str()) != Some("MEMORY") {
-        r.bad(SERVER_JSON, "resolver is not MEMORY");
+    let resolver = if fleet { "full" } else { "MEMORY" };
+    if v.get("resolver").and_then(|x| x.as_str()) != Some(resolver) {
+        r.bad(json_path, format!("resolver is not {resolver}"));
+    }
+    if fleet && v.get("allow_delete") != Some(&serde_json::Value::Bool(false)) {
+        r.bad(json_path, "allow_delete is not false");
     }
     if generate::preload_of(json).as_ref() != Some(preload) {
-        r.bad(SERVER_JSON, "resolver_preload is not exactly the store's account JWTs");
+        r.bad(json_path, "resolver_preload is not exactly the store's account JWTs");
     }
-    let conf = tree.get(SERVER_CONF).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    let conf = tree.get(conf_path).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
     if conf.is_empty() {
-        r.bad(SERVER_CONF, "missing");
+        r.bad(conf_path, "missing");
         return;
     }
     for jwt in preload.values().chain(std::iter::once(&op_jwt.to_string())) {
         if !conf.contains(jwt.as_str()) {
-            r.bad(SERVER_CONF, "does not preload every account JWT of the store");
+            r.bad(conf_path, "does not preload every account JWT of the store");
             break;
         }
     }

@@ -357,12 +357,17 @@ impl Spec {
         let hosts: Vec<Value> = (0..self.hosts.len())
             .map(|h| {
                 let names: Vec<String> = self.host_services(h).into_iter().map(|k| self.person_name(k)).collect();
-                json!({
+                let mut v = json!({
                     "name": self.host_name(h),
                     "age_recipient": host_recipient(self.hosts[h].key),
                     "nats_server": self.hosts[h].nats_server,
                     "services": names,
-                })
+                });
+                // Several servers form a cluster (issue 11): each needs an address.
+                if self.hosts[h].nats_server {
+                    v["address"] = format!("10.0.{}.{}", h / 250, h % 250 + 1).into();
+                }
+                v
             })
             .collect();
         let mut c = json!({

@@ -121,10 +121,13 @@ fn positional_struct(text: &str) -> Option<String> {
     let v: Value = serde_json::from_str(text).ok()?;
     let Some(top) = v.as_object() else { return Some(String::new()) };
     let array = |v: Option<&Value>| v.is_some_and(Value::is_array);
-    for k in ["organization", "nsc_export_config", "owner"] {
+    for k in ["organization", "nsc_export_config", "owner", "nats_cluster"] {
         if array(top.get(k)) {
             return Some(k.into());
         }
+    }
+    if array(top.get("nats_cluster").and_then(|c| c.get("tls"))) {
+        return Some("nats_cluster.tls".into());
     }
     let list = |k: &str| top.get(k).and_then(Value::as_array).into_iter().flatten().enumerate();
     for (i, u) in list("organizational_units") {

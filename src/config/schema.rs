@@ -33,6 +33,41 @@ pub struct Config {
     /// `"./clan-nats-config.schema.json"` (`clan-nats schema` writes it).
     #[serde(rename = "$schema", default)]
     pub json_schema: Option<String>,
+    // ---- fleet (issue 11): see crate::fleet.
+    /// The cluster the `nats_server` hosts form (multi-server fleets).
+    #[serde(default)]
+    pub nats_cluster: Option<NatsCluster>,
+}
+
+// ---- fleet (issue 11) ------------------------------------------------------
+
+/// `nats_cluster`: settings of the cluster formed by the `nats_server` hosts.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatsCluster {
+    /// The cluster's name (default: the operator name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Certificate paths on the servers (not secrets themselves: the key file
+    /// is provisioned at runtime, never in the store or the Nix store).
+    #[serde(default)]
+    pub tls: Option<ClusterTls>,
+    /// The `full` resolver's sync interval between servers, e.g. `"2m"`.
+    #[serde(default)]
+    pub sync_interval: Option<String>,
+    /// Where each server keeps the account JWTs it holds (relative paths are
+    /// resolved against the server's working directory). Default `jwt`.
+    #[serde(default)]
+    pub resolver_dir: Option<String>,
+}
+
+/// `nats_cluster.tls`: used for the client and the route listeners.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTls {
+    pub cert_file: String,
+    pub key_file: String,
+    pub ca_file: String,
 }
 
 /// `derived`: exports/imports follow from the permissions (plus any declared);
@@ -215,6 +250,16 @@ pub struct Host {
     pub nats_server: bool,
     #[serde(default)]
     pub services: Vec<String>,
+    // ---- fleet (issue 11): see crate::fleet.
+    /// DNS name or IP address at which the other servers reach this host.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The route (cluster) port, default 6222.
+    #[serde(default)]
+    pub cluster_port: Option<u16>,
+    /// The client port, default 4222 (set so several servers share one address).
+    #[serde(default)]
+    pub client_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

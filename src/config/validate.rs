@@ -126,6 +126,7 @@ pub fn validate(c: &Config) -> Vec<Issue> {
         v.0.extend(super::perms::check_roles(c)); // issue 14
     }
     hosts(c, &mut v);
+    v.0.extend(crate::fleet::validate(c));
     if v.0.is_empty() {
         // Wiring needs the rest to be valid (units, permissions).
         v.0.extend(crate::wiring::derive(c).err().unwrap_or_default());

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use super::subject::contains;
 use crate::jwt::{AccountClaims, ActivationClaims};
 use crate::manifest::Manifest;
-use crate::store::{Layout, Tree, SERVER_CONF, SERVER_JSON};
+use crate::store::{Layout, Tree};
 
 /// Every import of the store's accounts (`preload`: public key → account JWT,
 /// already checked by the caller) and the server's `max_payload`, as
@@ -67,14 +67,16 @@ pub fn store(tree: &Tree, m: &Manifest, layout: &Layout, preload: &BTreeMap<Stri
     }
     let largest =
         m.accounts.iter().flat_map(|a| &a.users).map(|u| u.payload).fold(crate::plan::DEFAULT_PAYLOAD, i64::max);
-    let json: Option<serde_json::Value> = tree.get(SERVER_JSON).and_then(|b| serde_json::from_slice(b).ok());
-    let set = json.as_ref().and_then(|v| v.get("max_payload")).and_then(serde_json::Value::as_i64);
-    if set != Some(largest) {
-        out.push(format!("{SERVER_JSON}: max_payload is {set:?}, but the largest user payload is {largest}"));
-    }
-    let conf = tree.get(SERVER_CONF).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-    if !conf.lines().any(|l| l.trim() == format!("max_payload: {largest}")) {
-        out.push(format!("{SERVER_CONF}: does not set max_payload: {largest}"));
+    for (conf_path, json_path) in crate::fleet::server_files(m) {
+        let json: Option<serde_json::Value> = tree.get(&json_path).and_then(|b| serde_json::from_slice(b).ok());
+        let set = json.as_ref().and_then(|v| v.get("max_payload")).and_then(serde_json::Value::as_i64);
+        if set != Some(largest) {
+            out.push(format!("{json_path}: max_payload is {set:?}, but the largest user payload is {largest}"));
+        }
+        let conf = tree.get(&conf_path).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        if !conf.lines().any(|l| l.trim() == format!("max_payload: {largest}")) {
+            out.push(format!("{conf_path}: does not set max_payload: {largest}"));
+        }
     }
     out
 }
