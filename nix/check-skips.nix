@@ -74,4 +74,44 @@ in
     file = "tests/wiring.rs";
     reason = pinned2910;
   }
+  {
+    test = "cluster_carries_traffic_and_keeps_outsiders_out_on_2_9_10";
+    file = "tests/fleet.rs";
+    reason = pinned2910;
+  }
+  {
+    test = "cluster_carries_traffic_and_keeps_outsiders_out_on_2_15_1";
+    file = "tests/fleet.rs";
+    reason = pinned2151;
+  }
+  {
+    test = "push_revokes_everywhere_and_rollback_never_readmits_on_2_9_10";
+    file = "tests/fleet.rs";
+    reason = pinned2910;
+  }
+  {
+    test = "push_revokes_everywhere_and_rollback_never_readmits_on_2_15_1";
+    file = "tests/fleet.rs";
+    reason = pinned2151;
+  }
+  {
+    test = "enforced_by_nats_server_2_9_10";
+    file = "tests/permissions.rs";
+    reason = pinned2910;
+  }
+  {
+    test = "enforced_by_nats_server_2_15_1";
+    file = "tests/permissions.rs";
+    reason = pinned2151;
+  }
+  {
+    test = "role_change_takes_effect_on_2_9_10";
+    file = "tests/permissions.rs";
+    reason = pinned2910;
+  }
+  {
+    test = "role_change_takes_effect_on_2_15_1";
+    file = "tests/permissions.rs";
+    reason = pinned2151;
+  }
 ]

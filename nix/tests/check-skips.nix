@@ -25,6 +25,14 @@ import ./harness.nix {
     expr = builtins.sort builtins.lessThan (map (s: s.file) skips);
     expected = [
       "tests/faults.rs"
+      "tests/fleet.rs"
+      "tests/fleet.rs"
+      "tests/fleet.rs"
+      "tests/fleet.rs"
+      "tests/permissions.rs"
+      "tests/permissions.rs"
+      "tests/permissions.rs"
+      "tests/permissions.rs"
       "tests/security.rs"
       "tests/security.rs"
       "tests/wiring.rs"
