@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
+use async_nats::ConnectErrorKind;
 use clan_nats::manifest::Manifest;
 use clan_nats::vault::Identity;
 use common::*;
@@ -99,39 +99,11 @@ async fn connect(
     creds: &str,
     name: &str,
 ) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    ConnectOptions::with_credentials(creds)
-        .expect("creds parse")
-        .custom_inbox_prefix(clan_nats::plan::inbox_prefix(name))
-        .max_reconnects(1)
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if let Event::ServerError(err) = e {
-                    let _ = tx.send(match err {
-                        ServerError::Other(s) => s,
-                        other => other.to_string(),
-                    });
-                }
-            }
-        })
-        .connect(url)
-        .await
-        .map(|c| (c, rx))
+    client::try_connect(url, creds, &clan_nats::plan::inbox_prefix(name)).await
 }
 
 async fn expect_error(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) {
-    let want = needle.to_lowercase();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(e) = rx.recv().await {
-            if e.to_lowercase().contains(&want) {
-                return;
-            }
-        }
-        panic!("error channel closed before {needle:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no server error containing {needle:?} within 5 s"));
+    client::expect_error(rx, needle).await;
 }
 
 async fn refused(store: &Store, server: &NatsServer, name: &str) {

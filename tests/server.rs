@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use async_nats::{ConnectErrorKind, ConnectOptions, Event, ServerError};
+use async_nats::ConnectErrorKind;
 use clan_nats::jwt::creds;
 use clan_nats::manifest::{Manifest, UserEntry};
 use clan_nats::vault::Identity;
@@ -66,39 +66,11 @@ async fn connect_with_inbox(
     creds: &str,
     inbox: &str,
 ) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client = ConnectOptions::with_credentials(creds)
-        .expect("creds parse")
-        .custom_inbox_prefix(inbox)
-        .max_reconnects(1)
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if let Event::ServerError(err) = e {
-                    let _ = tx.send(match err {
-                        ServerError::Other(s) => s,
-                        other => other.to_string(),
-                    });
-                }
-            }
-        })
-        .connect(url)
-        .await?;
-    Ok((client, rx))
+    client::try_connect(url, creds, inbox).await
 }
 
 async fn expect_error(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) {
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(e) = rx.recv().await {
-            if e.to_lowercase().contains(&needle.to_lowercase()) {
-                return e;
-            }
-        }
-        String::new()
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no server error containing {needle:?} within 5 s"));
-    assert!(got.to_lowercase().contains(&needle.to_lowercase()), "no error {needle:?}");
+    client::expect_error(rx, needle).await;
 }
 
 /// A concrete subject matched by a permission pattern.

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use async_nats::{ConnectOptions, Event, ServerError};
 use clan_nats::jwt::{AccountClaims, UserClaims};
 use clan_nats::manifest::{Manifest, UserEntry};
 use clan_nats::vault::Identity;
@@ -164,39 +163,11 @@ async fn connect_with_inbox(
     creds: &str,
     inbox: &str,
 ) -> (async_nats::Client, mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let client = ConnectOptions::with_credentials(creds)
-        .expect("creds parse")
-        .custom_inbox_prefix(inbox)
-        .max_reconnects(1)
-        .event_callback(move |e| {
-            let tx = tx.clone();
-            async move {
-                if let Event::ServerError(err) = e {
-                    let _ = tx.send(match err {
-                        ServerError::Other(s) => s,
-                        other => other.to_string(),
-                    });
-                }
-            }
-        })
-        .connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect: {e}"));
-    (client, rx)
+    client::try_connect(url, creds, inbox).await.unwrap_or_else(|e| panic!("cannot connect: {e}"))
 }
 
 async fn expect_error(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str) -> String {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(e) = rx.recv().await {
-            if e.to_lowercase().contains(&needle.to_lowercase()) {
-                return e;
-            }
-        }
-        panic!("error channel closed without {needle:?}")
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no server error containing {needle:?} within 5 s"))
+    client::expect_error(rx, needle).await
 }
 
 /// Deliver every pair with async-nats; returns the pairs that did not arrive.

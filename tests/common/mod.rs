@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 
+pub mod client;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_clan-nats");
 
 pub fn repo(rel: &str) -> PathBuf {
