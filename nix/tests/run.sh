@@ -88,9 +88,33 @@ run_tests() { # file [argument attrset, for a file that is a function]
 }
 
 for f in nix/tests/*.nix; do
-  [ "$(basename "$f")" = harness.nix ] && continue
+  case "$(basename "$f")" in harness.nix | fleet-module.nix | fleet.nix) continue ;; esac
   run_tests "$f"
 done
+
+# --- 2b. the fleet tests (nix/tests/fleet.nix) over the TEST-ONLY fleet
+# fixture: the route password and route list, decrypted with the TEST-ONLY
+# host key of core1, must appear nowhere in what the evaluation produces, and
+# neither may anything shaped like an nkey seed.
+fleet_store=nix/tests/fixtures/fleet/store
+if command -v age >/dev/null 2>&1; then
+  age -d -i tests/fixtures/insecure/core1.ssh_host_ed25519_key "$fleet_store/server/cluster.env.age" >"$work/cluster.env"
+  # shellcheck disable=SC1091
+  secrets=$( (set -a && . "$work/cluster.env" && python3 -c 'import json, os; print(" ".join(json.dumps(os.environ[k]) for k in ("CLAN_NATS_CLUSTER_PASSWORD", "CLAN_NATS_CLUSTER_ROUTES")))'))
+  if [ -z "$secrets" ]; then fail "fleet: cannot read the TEST-ONLY route credential"; fi
+  run_tests nix/tests/fleet.nix "{ secrets = [ $secrets ]; }"
+else
+  run_tests nix/tests/fleet.nix
+fi
+if produced=$(eval_json -E 'let m = h: (import ./nix/tests/fleet-module.nix { store = ./'"$fleet_store"'; hostName = h; overrides.firewallInterfaces = [ "wg0" ]; }).config; in map m [ "nats1" "core1" "media1" ]' 2>"$work/err"); then
+  if grep -Eq 'S[OAUCNX][A-Z2-7]{56}' <<<"$produced"; then
+    fail "fleet: an nkey seed appears in the module evaluation"
+  else
+    pass "fleet: no nkey seed in the module evaluation of the three fleet servers"
+  fi
+else
+  fail "fleet: the module evaluation failed: $(cat "$work/err")"
+fi
 
 # --- 3. flake.lock: version 7, root -> nixpkgs, the reference lock node
 if out=$(python3 - <<'EOF' 2>&1
