@@ -79,6 +79,18 @@ let
     // lib.optionalAttrs cfg.jetstream { store_dir = "${nats.dataDir}/jetstream"; };
   }
   // cfg.settings;
+  # Top-level keys of the store's conf that `settings` would replace whole.
+  fleetReserved = builtins.filter (k: cfg.settings ? ${k}) [
+    "server_name"
+    "port"
+    "listen"
+    "operator"
+    "system_account"
+    "resolver"
+    "resolver_preload"
+    "cluster"
+    "tls"
+  ];
   fleetConf = pkgs.writeText "nats.conf" (
     builtins.readFile fleetHost.confFile
     + "\n# Added by services.clan-nats.server (jetstream, settings):\n"
@@ -329,6 +341,10 @@ in
         message = "services.clan-nats.server: with a fleet store the port and the server name are the store's (server/${cfg.hostName}/server.json: ${toString (fleetHost.clientPort or "")}, \"${fleetHost.serverName or ""}\"): change them in the clan-nats config.";
       }
       {
+        assertion = !fleetMode || fleetReserved == [ ];
+        message = "services.clan-nats.server.settings: with a fleet store these come from server/${cfg.hostName}/nats-server.conf and may not be set here: ${lib.concatStringsSep ", " fleetReserved}.";
+      }
+      {
         assertion = !fleetMode || !tlsEnabled;
         message = "services.clan-nats.server.tls: with a fleet store TLS comes from the store (nats_cluster.tls in the clan-nats config), not from this option.";
       }
@@ -358,8 +374,9 @@ in
       # creates the full resolver's directory and fails in the sandbox. That
       # file is not what runs (ExecStart below names /etc/${defaults.etcConfig}):
       # the check of that one (checkedConfig) covers both resolvers.
-      validateConfig = lib.mkDefault (cfg.resolver != "full" && !fleetMode);
-      settings = lib.mkIf (!fleetMode) (lib.mkMerge [
+      # With a fleet store nixpkgs' file is not used at all (and server/server.json does not exist).
+      validateConfig = lib.mkDefault (cfg.resolver != "full" && !isFleet);
+      settings = lib.mkIf (!isFleet) (lib.mkMerge [
         (helpers.serverSettings.settings {
           inherit serverJson;
           inherit (cfg) resolver;
