@@ -273,6 +273,21 @@ import ./harness.nix {
     expected = 1;
   };
 
+  "module: settings may add keys but not replace the store's cluster or resolver" = {
+    expr = {
+      bad = failing (evalHost "core1" { settings.cluster = { }; }).config;
+      ok = failing (evalHost "core1" { settings.http_port = 8222; }).config;
+      appended = hasInfix "http_port: 8222" (evalHost "core1" { settings.http_port = 8222; }).config.environment.etc."clan-nats/nats.conf".source.script;
+    };
+    expected = {
+      bad = [
+        "services.clan-nats.server.settings: with a fleet store these come from server/core1/nats-server.conf and may not be set here: cluster."
+      ];
+      ok = [ ];
+      appended = true;
+    };
+  };
+
   "module: a one-server store keeps working as before (no cluster unit, no EnvironmentFile)" = {
     expr = {
       unit = single1.systemd.services.clan-nats-cluster-env;
