@@ -11,19 +11,38 @@
   overrides ? { },
 }:
 let
-  id = x: x;
   stubLib = rec {
     mkOption = o: o;
     mkEnableOption = d: {
       default = false;
       description = d;
     };
-    literalExpression = text: { _type = "literalExpression"; inherit text; };
-    literalMD = text: { _type = "literalMD"; inherit text; };
-    mkIf = condition: content: { _type = "if"; inherit condition content; };
-    mkMerge = contents: { _type = "merge"; inherit contents; };
-    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
-    mkForce = content: { _type = "override"; priority = 50; inherit content; };
+    literalExpression = text: {
+      _type = "literalExpression";
+      inherit text;
+    };
+    literalMD = text: {
+      _type = "literalMD";
+      inherit text;
+    };
+    mkIf = condition: content: {
+      _type = "if";
+      inherit condition content;
+    };
+    mkMerge = contents: {
+      _type = "merge";
+      inherit contents;
+    };
+    mkDefault = content: {
+      _type = "override";
+      priority = 1000;
+      inherit content;
+    };
+    mkForce = content: {
+      _type = "override";
+      priority = 50;
+      inherit content;
+    };
     types = {
       str = "str";
       bool = "bool";
@@ -41,12 +60,26 @@ let
     optional = c: x: if c then [ x ] else [ ];
     optionals = c: xs: if c then xs else [ ];
     optionalAttrs = c: a: if c then a else { };
-    genAttrs = names: f: builtins.listToAttrs (map (n: { name = n; value = f n; }) names);
+    genAttrs =
+      names: f:
+      builtins.listToAttrs (
+        map (n: {
+          name = n;
+          value = f n;
+        }) names
+      );
     mapAttrsToList = f: a: map (n: f n a.${n}) (builtins.attrNames a);
     getExe = p: "/nix/store/stub-${p.name}/bin/${p.name}";
     getExe' = p: n: "/nix/store/stub-${p.name}/bin/${n}";
   };
-  drv = name: extra: { _drv = name; name = name; outPath = "/nix/store/stub-${name}"; } // extra;
+  drv =
+    name: extra:
+    {
+      _drv = name;
+      inherit name;
+      outPath = "/nix/store/stub-${name}";
+    }
+    // extra;
   stubPkgs = {
     formats.json = _: {
       type = "json";

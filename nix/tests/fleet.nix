@@ -20,7 +20,14 @@ let
     "core1"
     "media1"
   ];
-  perHost = f: builtins.listToAttrs (map (h: { name = h; value = f h; }) hosts);
+  perHost =
+    f:
+    builtins.listToAttrs (
+      map (h: {
+        name = h;
+        value = f h;
+      }) hosts
+    );
   failing = c: map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
   hasInfix = needle: hay: builtins.replaceStrings [ needle ] [ "" ] hay != hay;
   anyInfix = needles: hay: builtins.any (n: hasInfix n hay) needles;
@@ -29,13 +36,24 @@ let
   produced = builtins.toJSON (map (h: (evalHost h { firewallInterfaces = [ "wg0" ]; }).config) hosts);
   confText = host: (at host).environment.etc."clan-nats/nats.conf".source;
 
-  single1 = (import ./fleet-module.nix { store = single; hostName = "core1"; }).config;
+  single1 =
+    (import ./fleet-module.nix {
+      store = single;
+      hostName = "core1";
+    }).config;
 
   # The clan service's server role, with the stand-in lib of clan-service.nix.
   stubLib = {
     mkOption = o: o;
-    mkIf = condition: content: { _type = "if"; inherit condition content; };
-    mkDefault = content: { _type = "override"; priority = 1000; inherit content; };
+    mkIf = condition: content: {
+      _type = "if";
+      inherit condition content;
+    };
+    mkDefault = content: {
+      _type = "override";
+      priority = 1000;
+      inherit content;
+    };
   };
   service = import ../../modules/clan { };
   clanSettings = {
@@ -109,18 +127,51 @@ import ./harness.nix {
       };
     });
     expected = {
-      nats1 = { serverName = "nats1"; clientPort = 4222; clusterPort = 6222; module = { serverName = "nats1"; port = 4222; }; };
-      core1 = { serverName = "core1"; clientPort = 4222; clusterPort = 7222; module = { serverName = "core1"; port = 4222; }; };
-      media1 = { serverName = "media1"; clientPort = 4333; clusterPort = 6222; module = { serverName = "media1"; port = 4333; }; };
+      nats1 = {
+        serverName = "nats1";
+        clientPort = 4222;
+        clusterPort = 6222;
+        module = {
+          serverName = "nats1";
+          port = 4222;
+        };
+      };
+      core1 = {
+        serverName = "core1";
+        clientPort = 4222;
+        clusterPort = 7222;
+        module = {
+          serverName = "core1";
+          port = 4222;
+        };
+      };
+      media1 = {
+        serverName = "media1";
+        clientPort = 4333;
+        clusterPort = 6222;
+        module = {
+          serverName = "media1";
+          port = 4333;
+        };
+      };
     };
   };
 
   "fleet: each host routes to the two other servers, with no credential in the URL" = {
     expr = perHost (h: (fleet.host { inherit store; hostName = h; }).routes);
     expected = {
-      nats1 = [ "nats-route://10.0.0.2:7222" "nats-route://10.0.0.3:6222" ];
-      core1 = [ "nats-route://10.0.0.3:6222" "nats-route://nats1.fleet.test:6222" ];
-      media1 = [ "nats-route://10.0.0.2:7222" "nats-route://nats1.fleet.test:6222" ];
+      nats1 = [
+        "nats-route://10.0.0.2:7222"
+        "nats-route://10.0.0.3:6222"
+      ];
+      core1 = [
+        "nats-route://10.0.0.3:6222"
+        "nats-route://nats1.fleet.test:6222"
+      ];
+      media1 = [
+        "nats-route://10.0.0.2:7222"
+        "nats-route://nats1.fleet.test:6222"
+      ];
     };
   };
 
@@ -181,7 +232,12 @@ import ./harness.nix {
           runDir = "/run/clan-nats-cluster";
           identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
           suffix = ".env";
-          creds = [ { name = "cluster"; file = "/x/server/cluster.env.age"; } ];
+          creds = [
+            {
+              name = "cluster";
+              file = "/x/server/cluster.env.age";
+            }
+          ];
         };
       in
       {
@@ -245,9 +301,18 @@ import ./harness.nix {
     };
     expected = {
       interfaces = {
-        nats1.wg0.allowedTCPPorts = [ 4222 6222 ];
-        core1.wg0.allowedTCPPorts = [ 4222 7222 ];
-        media1.wg0.allowedTCPPorts = [ 4333 6222 ];
+        nats1.wg0.allowedTCPPorts = [
+          4222
+          6222
+        ];
+        core1.wg0.allowedTCPPorts = [
+          4222
+          7222
+        ];
+        media1.wg0.allowedTCPPorts = [
+          4333
+          6222
+        ];
       };
       open = {
         allowedTCPPorts = [ 4222 ];
@@ -309,7 +374,13 @@ import ./harness.nix {
 
   "no secret: no seed, creds or route credential in anything the evaluation produces" = {
     expr = {
-      seedHeader = anyInfix [ "NKEY SEED" "BEGIN USER" "CLAN_NATS_CLUSTER_PASSWORD='" "CLAN_NATS_CLUSTER_ROUTES='" "://route:" ] produced;
+      seedHeader = anyInfix [
+        "NKEY SEED"
+        "BEGIN USER"
+        "CLAN_NATS_CLUSTER_PASSWORD='"
+        "CLAN_NATS_CLUSTER_ROUTES='"
+        "://route:"
+      ] produced;
       secrets = builtins.filter (s: hasInfix s produced) secrets;
       # The only files of the store the evaluation references: the host's
       # conf (public) and the .age ciphertext.
