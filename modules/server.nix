@@ -120,6 +120,7 @@ let
       runDir = defaults.clusterRunDir;
       inherit (cfg) identityPaths;
       suffix = defaults.clusterEnvSuffix;
+      identityOption = "services.clan-nats.server.identityPaths";
       creds = [
         {
           name = defaults.clusterEnvName;

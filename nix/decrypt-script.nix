@@ -11,6 +11,7 @@
 #                 copied to the Nix store (it is encrypted) and referenced
 #   suffix        the decrypted file's suffix (".creds"; ".env" for the route
 #                 credential of a fleet server)
+#   identityOption the option named when no identity is readable
 #   mountRamfs    mount a ramfs on runDir (never swapped out, gone at reboot);
 #                 false only for tests that run it unprivileged
 {
@@ -18,6 +19,7 @@
   identityPaths,
   creds,
   suffix ? ".creds",
+  identityOption ? "services.clan-nats.credentials.identityPaths",
   mountRamfs ? true,
 }:
 let
@@ -54,7 +56,7 @@ let
     done
     if [ "''${#identities[@]}" -eq 0 ]; then
       log "no readable identity among: ''${candidates[*]}" >&2
-      log "set services.clan-nats.credentials.identityPaths to this machine's key" >&2
+      log "set ${identityOption} to this machine's key" >&2
       exit 1
     fi
   '';
