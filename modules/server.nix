@@ -76,7 +76,8 @@ let
     jetstream = {
       enabled = cfg.jetstream;
     }
-    // lib.optionalAttrs cfg.jetstream { store_dir = "${nats.dataDir}/jetstream"; };
+    # As nixpkgs' services.nats: the streams go to <dataDir>/jetstream.
+    // lib.optionalAttrs cfg.jetstream { store_dir = nats.dataDir; };
   }
   // cfg.settings;
   # Top-level keys of the store's conf that `settings` would replace whole.
