@@ -12,7 +12,15 @@ let
   fleet = import ../fleet.nix;
   store = ./fixtures/fleet/store;
   single = ./fixtures/store;
-  evalHost = hostName: overrides: import ./fleet-module.nix { inherit store hostName overrides; };
+  evalHost =
+    hostName: overrides:
+    import ./stubs/fleet-module.nix {
+      inherit
+        store
+        hostName
+        overrides
+        ;
+    };
   at = host: (evalHost host { }).config;
   nats = host: (at host).systemd.services.nats;
   hosts = [
@@ -37,7 +45,7 @@ let
   confText = host: (at host).environment.etc."clan-nats/nats.conf".source;
 
   single1 =
-    (import ./fleet-module.nix {
+    (import ./stubs/fleet-module.nix {
       store = single;
       hostName = "core1";
     }).config;
@@ -227,7 +235,7 @@ import ./harness.nix {
   "module: the decrypt script writes cluster.env (0400) to its own ramfs with the host key" = {
     expr =
       let
-        text = (import ./fleet-module.nix { inherit store; hostName = "core1"; }).config.systemd.services.clan-nats-cluster-env.serviceConfig.ExecStart;
+        text = (at "core1").systemd.services.clan-nats-cluster-env.serviceConfig.ExecStart;
         script = import ../decrypt-script.nix {
           runDir = "/run/clan-nats-cluster";
           identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];

@@ -4,7 +4,8 @@
 # options' defaults become the configuration (plus `overrides`), and the
 # mkIf/mkMerge/mkDefault stand-ins are resolved. What comes out is every value
 # the evaluation produces, as plain JSON-able data, for nix/tests/fleet.nix
-# and the secret scan of nix/tests/run.sh. Not a test file itself.
+# and the secret scan of nix/tests/run.sh. Not a test file itself (hence
+# in stubs/, which nix/tests/run.sh and checks.nix-lib do not run).
 {
   store,
   hostName,
@@ -104,7 +105,7 @@ let
   natsPackage = drv "nats-server" { };
   defaultsOf = opts: builtins.mapAttrs (_: o: if o ? default then o.default else defaultsOf o) opts;
 
-  module = import ../../modules/server.nix;
+  module = import ../../../modules/server.nix;
   result = module {
     lib = stubLib;
     pkgs = stubPkgs;
