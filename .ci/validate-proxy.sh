@@ -36,7 +36,7 @@ work=$(mktemp -d /tmp/clan-nats-validate-proxy.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 mkdir "$work/bin"
-for t in nats-server jq bash sh cat cp mkdir mktemp rm; do ln -s "$(readlink -f "$(type -P "$t")")" "$work/bin/$t"; done
+for t in nats-server jq bash sh cat cp mkdir mktemp rm sed realpath; do ln -s "$(readlink -f "$(type -P "$t")")" "$work/bin/$t"; done
 
 # settings(resolver, jetstream, tls) as the module produces them, as JSON.
 settings() {
@@ -106,5 +106,34 @@ for resolver in memory full; do
       exit 1
     fi
   fi
+done
+# Fleet stores: each per-host conf of the TEST-ONLY fleet fixture, as the
+# module installs it (the store's conf, then jetstream and settings appended),
+# with and without JetStream and a tls block, through nix/validate-fleet-config.sh
+# (dummy route credential, relative resolver dir in the build directory).
+for conf in nix/tests/fixtures/fleet/store/server/*/nats-server.conf; do
+  host=$(basename "$(dirname "$conf")")
+  for jetstream in false true; do
+    for tls in false true; do
+      name="fleet-$host-jetstream=$jetstream-tls=$tls"
+      dir="$work/$name"
+      mkdir -m 700 "$dir"
+      {
+        cat "$conf"
+        if [ "$tls" = true ]; then printf 'tls {\n  cert_file: "/run/certs/nats.pem"\n  key_file: "/run/certs/nats-key.pem"\n  ca_file: "/run/certs/ca.pem"\n  verify: true\n}\n'; fi
+        printf '\n# Added by services.clan-nats.server (jetstream, settings):\n'
+        if [ "$jetstream" = true ]; then echo 'jetstream: {"enabled":true,"store_dir":"/var/lib/nats"}'; else echo 'jetstream: {"enabled":false}'; fi
+      } >"$dir/nats.conf"
+      chown -R "$uid:$gid" "$dir"
+      if ! as_build_user "$dir" bash "$PWD/nix/validate-fleet-config.sh" "$dir/nats.conf" "$dir/out" >"$dir/log" 2>&1; then
+        cat "$dir/log" >&2
+        echo "validate-proxy: $name: the module's check fails" >&2
+        exit 1
+      fi
+      cmp -s "$dir/nats.conf" "$dir/out" || { echo "validate-proxy: $name: the checked file differs from the deployed one" >&2; exit 1; }
+      echo "ok   $name: nix/validate-fleet-config.sh passes as $user"
+      checked=$((checked + 1))
+    done
+  done
 done
 echo "validate proxy: $checked configurations valid"

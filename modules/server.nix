@@ -1,9 +1,13 @@
 # services.clan-nats.server: nixpkgs' services.nats in operator mode, from the
-# public part of a clan-nats store (server/server.json). The server needs no
-# secret in operator mode, so everything here may live in the Nix store.
+# public part of a clan-nats store. A one-server store (server/server.json):
+# the server needs no secret, so everything here may live in the Nix store.
+# A fleet store (server/<hostName>/): the host's nats-server.conf runs
+# verbatim, and the route credential (server/cluster.env.age) is decrypted at
+# boot into a root-only ramfs and handed to nats.service as EnvironmentFile=.
 {
   config,
   lib,
+  options,
   pkgs,
   ...
 }:
@@ -20,8 +24,20 @@ let
 
   cfg = config.services.clan-nats.server;
   nats = config.services.nats;
+  inherit (helpers) fleet;
+
+  # A fleet store (per-host directories) or a one-server store (server/server.json).
+  isFleet = fleet.isFleet cfg.store;
+  fleetProblem = if isFleet then fleet.check { inherit (cfg) store hostName; } else null;
+  fleetHost = if isFleet && fleetProblem == null then fleet.host { inherit (cfg) store hostName; } else null;
+  fleetMode = fleetHost != null;
+
   serverJson = helpers.store.serverJson cfg.store;
-  problems = helpers.serverSettings.check serverJson;
+  problems = if isFleet then [ ] else helpers.serverSettings.check serverJson;
+
+  clan = defaults.clanSettings { inherit options config; };
+  sopsAgeKeyFile = if options ? sops.age.keyFile then config.sops.age.keyFile else null;
+  clusterUnit = "${defaults.clusterUnit}.service";
 
   absoluteOutsideStore = types.addCheck types.str (
     s: lib.hasPrefix "/" s && !lib.hasPrefix "${builtins.storeDir}/" s
@@ -51,6 +67,71 @@ let
       '';
   # What nats-server cannot change on SIGHUP: a change here restarts it.
   nonReloadable = helpers.serverSettings.nonReloadable nats.settings;
+
+  # Fleet: the host's conf verbatim, then what this module adds (JetStream,
+  # `settings`: later keys win in the nats-server config format, which reads
+  # JSON values). Public data only: the credential is only named in it
+  # ($CLAN_NATS_CLUSTER_PASSWORD, $CLAN_NATS_CLUSTER_ROUTES).
+  fleetExtra = {
+    jetstream = {
+      enabled = cfg.jetstream;
+    }
+    # As nixpkgs' services.nats: the streams go to <dataDir>/jetstream.
+    // lib.optionalAttrs cfg.jetstream { store_dir = nats.dataDir; };
+  }
+  // cfg.settings;
+  # Top-level keys of the store's conf that `settings` would replace whole.
+  fleetReserved = builtins.filter (k: cfg.settings ? ${k}) [
+    "server_name"
+    "port"
+    "listen"
+    "operator"
+    "system_account"
+    "resolver"
+    "resolver_preload"
+    "cluster"
+    "tls"
+  ];
+  fleetConf = pkgs.writeText "nats.conf" (
+    builtins.readFile fleetHost.confFile
+    + "\n# Added by services.clan-nats.server (jetstream, settings):\n"
+    + lib.concatStrings (lib.mapAttrsToList (k: v: "${k}: ${builtins.toJSON v}\n") fleetExtra)
+  );
+  checkedFleetConfig =
+    pkgs.runCommand "clan-nats-nats.conf" { nativeBuildInputs = [ nats.package ]; }
+      ''
+        bash ${../nix/validate-fleet-config.sh} ${fleetConf} $out
+      '';
+  fleetNonReloadable =
+    fleetHost.nonReloadable
+    // helpers.serverSettings.nonReloadable fleetExtra
+    // {
+      # A new route credential is read at start only (EnvironmentFile=).
+      credential = "${fleetHost.credentialFile}";
+    };
+
+  clusterDecryptScript = pkgs.writeShellApplication {
+    name = "clan-nats-decrypt-cluster-env";
+    runtimeInputs = [
+      cfg.agePackage
+      pkgs.coreutils
+      pkgs.util-linux
+    ];
+    text = helpers.decryptScript {
+      runDir = defaults.clusterRunDir;
+      inherit (cfg) identityPaths;
+      suffix = defaults.clusterEnvSuffix;
+      identityOption = "services.clan-nats.server.identityPaths";
+      creds = [
+        {
+          name = defaults.clusterEnvName;
+          file = fleetHost.credentialFile;
+        }
+      ];
+    };
+  };
+
+  runConfig = if fleetMode then checkedFleetConfig else checkedConfig;
 in
 {
   _class = "nixos";
@@ -111,17 +192,80 @@ in
 
     port = mkOption {
       type = types.port;
-      default = defaults.port;
-      description = "Client port of the NATS server (sets `services.nats.port`).";
+      default = if fleetMode then fleetHost.clientPort else defaults.port;
+      defaultText = literalExpression "4222, or the host's client_port in a fleet store";
+      description = ''
+        Client port of the NATS server (sets `services.nats.port`). With a
+        fleet store it is the store's (`client_port` of the host) and must not
+        be set to anything else: the conf is used as generated.
+      '';
     };
 
     serverName = mkOption {
       type = types.str;
-      default = config.networking.hostName;
+      default = if fleetMode then fleetHost.serverName else config.networking.hostName;
       defaultText = literalExpression "config.networking.hostName";
       description = ''
         The server's name (`server_name`, sets `services.nats.serverName`,
         whose nixpkgs default `"nats"` would give every server the same name).
+        With a fleet store the name is the store's (`server/<hostName>/`).
+      '';
+    };
+
+    hostName = mkOption {
+      type = types.str;
+      default = config.networking.hostName;
+      defaultText = literalExpression "config.networking.hostName";
+      description = ''
+        This server's host name in the clan-nats config. With a fleet store
+        (several `nats_server` hosts) the server runs
+        `server/<hostName>/nats-server.conf`, with the cluster routes to the
+        other servers; it is an evaluation error when the store has no
+        `server/<hostName>/`. Unused with a one-server store. The clan
+        service sets it to the machine name.
+      '';
+    };
+
+    identityPaths = mkOption {
+      type = types.listOf absoluteOutsideStore;
+      default = defaults.identityPaths {
+        inherit clan sopsAgeKeyFile;
+        sshHostKeys = config.services.openssh.hostKeys;
+      };
+      defaultText = lib.literalMD "as `services.clan-nats.credentials.identityPaths`";
+      description = ''
+        Fleet stores only: age identities of this machine that decrypt the
+        route credential (`server/cluster.env.age`, encrypted to every server
+        host), tried in order. Same default as
+        `services.clan-nats.credentials.identityPaths`.
+      '';
+    };
+
+    identityUnits = mkOption {
+      type = types.listOf types.str;
+      default = defaults.identityUnits {
+        inherit clan;
+        inherit (cfg) identityPaths;
+      };
+      defaultText = lib.literalMD "as `services.clan-nats.credentials.identityUnits`";
+      description = "Fleet stores only: units that put an identity in place (the decrypt unit runs after them).";
+    };
+
+    agePackage = mkOption {
+      type = types.package;
+      default = pkgs.age;
+      defaultText = literalExpression "pkgs.age";
+      description = "Fleet stores only: the `age` that decrypts the route credential.";
+    };
+
+    environmentFile = mkOption {
+      type = types.nullOr types.str;
+      readOnly = true;
+      default = if fleetMode then defaults.clusterEnvFile else null;
+      defaultText = literalExpression ''"${defaults.clusterEnvFile}" with a fleet store, else null'';
+      description = ''
+        Where the decrypted route credential is (root-only ramfs, mode 0400),
+        nats.service's `EnvironmentFile=`. null with a one-server store.
       '';
     };
 
@@ -191,6 +335,26 @@ in
   config = mkIf cfg.enable {
     assertions = [
       {
+        assertion = fleetProblem == null;
+        message = "services.clan-nats.server.store: ${toString cfg.store}: ${toString fleetProblem}";
+      }
+      {
+        assertion = !fleetMode || (cfg.port == fleetHost.clientPort && cfg.serverName == fleetHost.serverName);
+        message = "services.clan-nats.server: with a fleet store the port and the server name are the store's (server/${cfg.hostName}/server.json: ${toString (fleetHost.clientPort or "")}, \"${fleetHost.serverName or ""}\"): change them in the clan-nats config.";
+      }
+      {
+        assertion = !fleetMode || fleetReserved == [ ];
+        message = "services.clan-nats.server.settings: with a fleet store these come from server/${cfg.hostName}/nats-server.conf and may not be set here: ${lib.concatStringsSep ", " fleetReserved}.";
+      }
+      {
+        assertion = !fleetMode || !tlsEnabled;
+        message = "services.clan-nats.server.tls: with a fleet store TLS comes from the store (nats_cluster.tls in the clan-nats config), not from this option.";
+      }
+      {
+        assertion = !fleetMode || cfg.identityPaths != [ ];
+        message = "services.clan-nats.server.identityPaths must name this machine's age or ssh-ed25519 key (it decrypts server/cluster.env.age).";
+      }
+      {
         assertion = problems == [ ];
         message = "services.clan-nats.server.store: server/server.json of ${toString cfg.store}: ${lib.concatStringsSep "; " problems}";
       }
@@ -212,8 +376,9 @@ in
       # creates the full resolver's directory and fails in the sandbox. That
       # file is not what runs (ExecStart below names /etc/${defaults.etcConfig}):
       # the check of that one (checkedConfig) covers both resolvers.
-      validateConfig = lib.mkDefault (cfg.resolver != "full");
-      settings = lib.mkMerge [
+      # With a fleet store nixpkgs' file is not used at all (and server/server.json does not exist).
+      validateConfig = lib.mkDefault (cfg.resolver != "full" && !isFleet);
+      settings = lib.mkIf (!isFleet) (lib.mkMerge [
         (helpers.serverSettings.settings {
           inherit serverJson;
           inherit (cfg) resolver;
@@ -233,19 +398,26 @@ in
             verify = true;
           };
         })
-      ];
+      ]);
     };
 
-    environment.etc.${defaults.etcConfig}.source = checkedConfig;
-    system.checks = [ checkedConfig ];
+    environment.etc.${defaults.etcConfig}.source = runConfig;
+    system.checks = [ runConfig ];
 
     systemd.services.nats = {
       # Account changes (a new JWT in resolver_preload) reload the server:
       # the unit file does not change, only its reload trigger.
-      reloadTriggers = [ checkedConfig ];
-      restartTriggers = [ (builtins.toJSON nonReloadable) ];
+      # Fleet: the same split, over the host's conf (server/<host>/): a new
+      # preload reloads, a new name, listen address, cluster or credential restarts.
+      reloadTriggers = [ runConfig ];
+      restartTriggers = [ (builtins.toJSON (if fleetMode then fleetNonReloadable else nonReloadable)) ];
+      requires = lib.optional fleetMode clusterUnit;
+      after = lib.optional fleetMode clusterUnit;
       serviceConfig = {
         ExecStart = lib.mkForce "${lib.getExe' nats.package "nats-server"} -c /etc/${defaults.etcConfig}";
+        # The full resolver's `dir` of a fleet conf is relative (jwt).
+        WorkingDirectory = lib.mkIf fleetMode nats.dataDir;
+        EnvironmentFile = lib.mkIf fleetMode defaults.clusterEnvFile;
         LoadCredential = lib.optionals tlsEnabled (
           [
             "tls.crt:${cfg.tls.certFile}"
@@ -256,9 +428,29 @@ in
       };
     };
 
+    # Fleet: decrypt the route credential before nats.service starts.
+    systemd.services.${defaults.clusterUnit} = mkIf fleetMode {
+      description = "Decrypt the NATS cluster route credential of this server (clan-nats)";
+      wantedBy = [ "multi-user.target" ];
+      before = [ "nats.service" ];
+      after = cfg.identityUnits;
+      wants = cfg.identityUnits;
+      unitConfig.RequiresMountsFor = cfg.identityPaths;
+      # The .age file's store path changes with its content: decrypt again.
+      restartTriggers = [ "${fleetHost.credentialFile}" ];
+      stopIfChanged = false;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        ExecStart = lib.getExe clusterDecryptScript;
+        UMask = "0077";
+      };
+    };
+
     networking.firewall.allowedTCPPorts = mkIf cfg.openFirewall [ cfg.port ];
+    # The route port is never opened on every interface: only on firewallInterfaces.
     networking.firewall.interfaces = lib.genAttrs cfg.firewallInterfaces (_: {
-      allowedTCPPorts = [ cfg.port ];
+      allowedTCPPorts = [ cfg.port ] ++ lib.optional fleetMode fleetHost.clusterPort;
     });
   };
 }

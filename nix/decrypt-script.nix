@@ -9,12 +9,17 @@
 #   identityPaths age identities, tried in order; unreadable ones are skipped
 #   creds         [ { name; file; } … ]; `file` is interpolated, so a path is
 #                 copied to the Nix store (it is encrypted) and referenced
+#   suffix        the decrypted file's suffix (".creds"; ".env" for the route
+#                 credential of a fleet server)
+#   identityOption the option named when no identity is readable
 #   mountRamfs    mount a ramfs on runDir (never swapped out, gone at reboot);
 #                 false only for tests that run it unprivileged
 {
   runDir,
   identityPaths,
   creds,
+  suffix ? ".creds",
+  identityOption ? "services.clan-nats.credentials.identityPaths",
   mountRamfs ? true,
 }:
 let
@@ -51,7 +56,7 @@ let
     done
     if [ "''${#identities[@]}" -eq 0 ]; then
       log "no readable identity among: ''${candidates[*]}" >&2
-      log "set services.clan-nats.credentials.identityPaths to this machine's key" >&2
+      log "set ${identityOption} to this machine's key" >&2
       exit 1
     fi
   '';
@@ -64,7 +69,7 @@ let
     failed=0
     decrypt() {
       local name=$1 source=$2
-      local target="$dir/$name.creds"
+      local target="$dir/$name${suffix}"
       rm -f "$target.tmp"
       if age --decrypt "''${identities[@]}" -o "$target.tmp" "$source"; then
         chmod 0400 "$target.tmp"
@@ -81,7 +86,7 @@ let
   decryptLine = c: "decrypt ${q c.name} ${q "${c.file}"}\n";
   decryptAll = builtins.concatStringsSep "" (map decryptLine creds);
 
-  keep = map (c: "${c.name}.creds") creds;
+  keep = map (c: "${c.name}${suffix}") creds;
 
   # Creds that are no longer configured (and any leftover .tmp) are removed.
   prune = ''

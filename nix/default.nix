@@ -12,4 +12,5 @@
   hostCreds = import ./host-creds.nix;
   decryptScript = import ./decrypt-script.nix;
   seeds = import ./seeds.nix;
+  fleet = import ./fleet.nix;
 }

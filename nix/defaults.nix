@@ -16,6 +16,16 @@ rec {
   # account change is a new file and a reload, not a new unit and a restart.
   etcConfig = "clan-nats/nats.conf";
 
+  # services.clan-nats.server on a fleet store (server/<host>/): the route
+  # credential (server/cluster.env.age) decrypted at boot into its own
+  # root-only ramfs, handed to nats.service as EnvironmentFile=.
+  clusterRunDir = "/run/clan-nats-cluster";
+  clusterEnvName = "cluster";
+  clusterEnvSuffix = ".env";
+  clusterEnvFile = "${clusterRunDir}/${clusterEnvName}${clusterEnvSuffix}";
+  clusterUnit = "clan-nats-cluster-env";
+  clusterPort = 6222;
+
   # services.clan-nats.credentials
   # Root-only ramfs that holds the decrypted creds. Keep in sync with the
   # mount in nix/decrypt-script.nix and with nix/README.md.

@@ -7,6 +7,7 @@
 { ... }:
 let
   defaults = import ../../nix/defaults.nix;
+  fleet = import ../../nix/fleet.nix;
 
   storeOption =
     lib:
@@ -17,7 +18,8 @@ let
     };
 
   # The client URLs of the instance's server machines (clan-core passes
-  # `roles.<role>.machines.<name>.settings` to perInstance).
+  # `roles.<role>.machines.<name>.settings` to perInstance). A server of a
+  # fleet store listens on its store's client_port.
   serverUrls =
     { roles, domain }:
     let
@@ -28,8 +30,19 @@ let
           s = servers.${name}.settings or { };
           tls = (s.tls or { }).certFile or null;
           host = if domain == null then name else "${name}.${domain}";
+          store = s.store or null;
+          fleetHost =
+            if store != null && fleet.isFleet store && fleet.hasHost store name then
+              fleet.host {
+                inherit store;
+                hostName = name;
+              }
+            else
+              null;
+          port = if fleetHost != null then fleetHost.clientPort else s.port or defaults.port;
+          secure = if fleetHost != null then fleetHost.tls != null else tls != null;
         in
-        "${if tls == null then "nats" else "tls"}://${host}:${toString (s.port or defaults.port)}";
+        "${if secure then "tls" else "nats"}://${host}:${toString port}";
     in
     map url (builtins.attrNames servers);
 in
@@ -125,7 +138,21 @@ in
       {
         nixosModule =
           { config, lib, ... }:
+          let
+            isFleet = fleet.isFleet settings.store;
+            problem = fleet.check {
+              inherit (settings) store;
+              hostName = machine.name;
+            };
+          in
           {
+            # The server role on a machine the fleet store has no server/<machine>/ for.
+            assertions = [
+              {
+                assertion = problem == null;
+                message = "clan-nats (instance ${instanceName}, role server, machine ${machine.name}): ${toString problem}";
+              }
+            ];
             imports = [
               ../server.nix
               ./instances.nix
@@ -135,20 +162,25 @@ in
               enable = true;
               # Each server is named after its machine (nixpkgs' default, "nats", is the same everywhere).
               serverName = lib.mkDefault machine.name;
+              # A fleet store: the machine runs server/<machine>/ (its routes
+              # to the other servers come from the store; no extra settings).
+              hostName = lib.mkDefault machine.name;
               inherit (settings)
                 store
                 resolver
                 jetstream
-                port
                 openFirewall
                 firewallInterfaces
                 tls
                 settings
                 ;
-            };
+            }
+            # A fleet store sets each server's client port (client_port of its host).
+            // (if isFleet then { } else { inherit (settings) port; });
             # JetStream streams and the full resolver's pushed JWTs are state:
             # clan's backups include the server's data directory.
-            clan.core.state.clan-nats = lib.mkIf (settings.jetstream || settings.resolver == "full") {
+            # A fleet store always uses the full resolver (its jwt dir is state).
+            clan.core.state.clan-nats = lib.mkIf (settings.jetstream || settings.resolver == "full" || isFleet) {
               folders = [ config.services.nats.dataDir ];
             };
           };

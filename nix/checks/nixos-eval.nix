@@ -181,6 +181,24 @@ let
     };
   unused = eval { networking.hostName = "core1"; };
 
+  # The TEST ONLY fleet store (nix/tests/fixtures/fleet): nats1, core1
+  # (cluster port 7222) and media1 (client port 4333) are servers, dev1 is not.
+  fleetStore = ../tests/fixtures/fleet/store;
+  fleetServer =
+    host:
+    eval {
+      networking.hostName = host;
+      services.clan-nats.server = {
+        enable = true;
+        store = fleetStore;
+        firewallInterfaces = [ "wg0" ];
+      };
+    };
+  fleetCore1 = fleetServer "core1";
+  fleetMedia1 = fleetServer "media1";
+  fleetDev1 = fleetServer "dev1";
+  fleetNats = c: c.systemd.services.nats;
+
   ours =
     config:
     map (a: a.message) (
@@ -466,6 +484,68 @@ let
         seeds = 0;
         creds = false;
       }) 3;
+    };
+    "fleet: each server runs its server/<host>/ conf with the route credential as EnvironmentFile" = {
+      actual = map (c: {
+        inherit (c.services.nats) serverName port;
+        inherit ((fleetNats c).serviceConfig) EnvironmentFile WorkingDirectory;
+        requires = lib.elem "clan-nats-cluster-env.service" (fleetNats c).requires;
+        after = lib.elem "clan-nats-cluster-env.service" (fleetNats c).after;
+        ports = c.networking.firewall.interfaces.wg0.allowedTCPPorts;
+        decryptBefore = lib.elem "nats.service" c.systemd.services.clan-nats-cluster-env.before;
+        failed = ours c;
+      }) [
+        fleetCore1
+        fleetMedia1
+      ];
+      expected = [
+        {
+          serverName = "core1";
+          port = 4222;
+          EnvironmentFile = "/run/clan-nats-cluster/cluster.env";
+          WorkingDirectory = "/var/lib/nats";
+          requires = true;
+          after = true;
+          ports = [
+            4222
+            7222
+          ];
+          decryptBefore = true;
+          failed = [ ];
+        }
+        {
+          serverName = "media1";
+          port = 4333;
+          EnvironmentFile = "/run/clan-nats-cluster/cluster.env";
+          WorkingDirectory = "/var/lib/nats";
+          requires = true;
+          after = true;
+          ports = [
+            4333
+            6222
+          ];
+          decryptBefore = true;
+          failed = [ ];
+        }
+      ];
+    };
+    "fleet: the deployed conf is the store's, checked with dummy credentials" = {
+      actual = {
+        source = lib.hasInfix "clan-nats-nats.conf" (toString fleetCore1.environment.etc."clan-nats/nats.conf".source);
+        reload = map toString (fleetNats fleetCore1).reloadTriggers == [
+          (toString fleetCore1.environment.etc."clan-nats/nats.conf".source)
+        ];
+        noPreloadInRestart = !(lib.hasInfix "resolver_preload" (lib.concatMapStrings toString (fleetNats fleetCore1).restartTriggers));
+      };
+      expected = {
+        source = true;
+        reload = true;
+        noPreloadInRestart = true;
+      };
+    };
+    "fleet: a host the fleet store has no server/<host>/ for is an evaluation error" = {
+      actual = lib.any (lib.hasInfix "server/dev1/ is missing") (ours fleetDev1);
+      expected = true;
     };
     "unused modules: no server; only the prune unit, which runs only where creds were decrypted" = {
       actual = {

@@ -189,6 +189,11 @@ import ./harness.nix {
           priority = 1000;
           content = "core1";
         };
+        hostName = {
+          _type = "override";
+          priority = 1000;
+          content = "core1";
+        };
         store = "/flake/nats-store";
         resolver = "full";
         jetstream = true;

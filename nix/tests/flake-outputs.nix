@@ -102,6 +102,7 @@ import ./harness.nix {
     expected = [
       "decryptScript"
       "defaults"
+      "fleet"
       "hostCreds"
       "seeds"
       "serverSettings"

@@ -6,6 +6,9 @@
 #   3. the structure of flake.lock;
 #   4. the decrypt script of services.clan-nats.credentials, rendered by
 #      nix/decrypt-script.nix, run against the real `age` (and shellcheck);
+#   2b. the fleet tests (nix/tests/fleet.nix) with the TEST-ONLY route
+#      credential decrypted, a seed scan, and nix/validate-fleet-config.sh on
+#      the fixture's per-host confs (with nats-server, when installed);
 #   5. the store helpers on a freshly generated store, when a clan-nats binary
 #      is at hand (tests/run.sh builds one before calling this).
 # What needs nixpkgs (the package, the NixOS modules, the VM test) is checked
@@ -88,9 +91,47 @@ run_tests() { # file [argument attrset, for a file that is a function]
 }
 
 for f in nix/tests/*.nix; do
-  [ "$(basename "$f")" = harness.nix ] && continue
+  case "$(basename "$f")" in harness.nix | fleet.nix) continue ;; esac
   run_tests "$f"
 done
+
+# --- 2b. the fleet tests (nix/tests/fleet.nix) over the TEST-ONLY fleet
+# fixture: the route password and route list, decrypted with the TEST-ONLY
+# host key of core1, must appear nowhere in what the evaluation produces, and
+# neither may anything shaped like an nkey seed.
+fleet_store=nix/tests/fixtures/fleet/store
+if command -v age >/dev/null 2>&1; then
+  age -d -i tests/fixtures/insecure/core1.ssh_host_ed25519_key "$fleet_store/server/cluster.env.age" >"$work/cluster.env"
+  # shellcheck disable=SC1091
+  secrets=$( (set -a && . "$work/cluster.env" && python3 -c 'import json, os; print(" ".join(json.dumps(os.environ[k]) for k in ("CLAN_NATS_CLUSTER_PASSWORD", "CLAN_NATS_CLUSTER_ROUTES")))'))
+  if [ -z "$secrets" ]; then fail "fleet: cannot read the TEST-ONLY route credential"; fi
+  run_tests nix/tests/fleet.nix "{ secrets = [ $secrets ]; }"
+else
+  run_tests nix/tests/fleet.nix
+fi
+if produced=$(eval_json -E 'let m = h: (import ./nix/tests/stubs/fleet-module.nix { store = ./'"$fleet_store"'; hostName = h; overrides.firewallInterfaces = [ "wg0" ]; }).config; in map m [ "nats1" "core1" "media1" ]' 2>"$work/err"); then
+  if grep -Eq 'S[OAUCNX][A-Z2-7]{56}' <<<"$produced"; then
+    fail "fleet: an nkey seed appears in the module evaluation"
+  else
+    pass "fleet: no nkey seed in the module evaluation of the three fleet servers"
+  fi
+else
+  fail "fleet: the module evaluation failed: $(cat "$work/err")"
+fi
+
+# The per-host confs of the fleet fixture pass nix/validate-fleet-config.sh
+# (the build-time check of the module) with the real nats-server.
+if command -v nats-server >/dev/null 2>&1; then
+  for conf in "$fleet_store"/server/*/nats-server.conf; do
+    if out=$(bash nix/validate-fleet-config.sh "$conf" "$work/fleet-checked.conf" 2>&1) && cmp -s "$conf" "$work/fleet-checked.conf"; then
+      pass "validate-fleet-config.sh: $conf is valid with dummy credentials"
+    else
+      fail "validate-fleet-config.sh $conf: $out"
+    fi
+  done
+else
+  echo "note: no nats-server; the fleet confs are checked by the module's build (nix flake check)"
+fi
 
 # --- 3. flake.lock: version 7, root -> nixpkgs, the reference lock node
 if out=$(python3 - <<'EOF' 2>&1
@@ -176,6 +217,22 @@ if command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1; then
     pass "decrypt script: no readable identity fails loudly, naming the paths"
   else
     fail "decrypt script (no identity): $log"
+  fi
+
+  # The route credential of a fleet server: server/cluster.env.age of the
+  # TEST-ONLY fleet fixture, decrypted with core1's TEST-ONLY host key to
+  # <runDir>/cluster.env, as clan-nats-cluster-env.service does.
+  mkdir -p "$d/cluster"
+  eval_json -E "import ./nix/decrypt-script.nix { runDir = \"$d/cluster\"; identityPaths = [ \"$d/host.key\" ]; suffix = \".env\"; creds = [ { name = \"cluster\"; file = \"$PWD/nix/tests/fixtures/fleet/store/server/cluster.env.age\"; } ]; mountRamfs = false; }" 2>/dev/null |
+    python3 -c 'import json, sys; print("#!/usr/bin/env bash\nset -o errexit -o nounset -o pipefail\n" + json.load(sys.stdin), end="")' >"$d/cluster.sh"
+  # shellcheck disable=SC1091
+  if log=$(bash "$d/cluster.sh" 2>&1) &&
+    [ "$(stat -c %a "$d/cluster/cluster.env")" = 400 ] &&
+    [ "$(ls "$d/cluster")" = cluster.env ] &&
+    (set -a && . "$d/cluster/cluster.env" && [ -n "$CLAN_NATS_CLUSTER_PASSWORD" ] && [ "${CLAN_NATS_CLUSTER_ROUTES#\[}" != "$CLAN_NATS_CLUSTER_ROUTES" ]); then
+    pass "decrypt script: the fleet route credential, decrypted with a server's host key, is a 0400 environment file"
+  else
+    fail "decrypt script (fleet route credential): $log; run dir: $(ls -la "$d/cluster")"
   fi
 
   if command -v shellcheck >/dev/null 2>&1; then
