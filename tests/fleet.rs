@@ -177,8 +177,21 @@ async fn connect(
     }
 }
 
+/// A client that must be admitted. Right after a node starts, nats-server
+/// 2.9.10's full resolver may refuse a valid user for a moment while it loads
+/// its preload (seen once in about ten CI runs): admission is retried for at
+/// most 3 s. Tests of refusal use `connect`, which never retries.
 async fn client(url: &str, creds: &str) -> async_nats::Client {
-    connect(url, creds).await.unwrap_or_else(|e| panic!("{url}: {e}")).0
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match connect(url, creds).await {
+            Ok((c, _)) => return c,
+            Err(e) if e.contains("authorization violation") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
 }
 
 /// Publish until `sub` hears it (routes form asynchronously), bounded.
