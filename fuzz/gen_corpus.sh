@@ -10,10 +10,16 @@ corpus="$root/fuzz/corpus"
 insecure="$root/tests/fixtures/insecure"
 cargo build -q --bin clan-nats
 bin="$root/target/debug/clan-nats"
+# The throwaway store encrypts to the committed TEST-ONLY host keys.
+export CLAN_NATS_ALLOW_INSECURE_FIXTURE_KEYS=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-for t in config jwt creds manifest verify age; do rm -rf "${corpus:?}/$t"; mkdir -p "$corpus/$t"; done
+for t in config jwt manifest verify age; do rm -rf "${corpus:?}/$t"; mkdir -p "$corpus/$t"; done
+# The creds seeds hold plaintext nkey seeds: they live with the other marked
+# TEST-ONLY material, not in the fuzz corpus (run_all.sh adds them for `creds`).
+creds_seeds="$insecure/fuzz-creds"
+rm -rf "$creds_seeds"; mkdir -p "$creds_seeds"
 
 # config: the shipped example, the upstream cim-keys file, small edge cases.
 cp tests/fixtures/insecure/example.json "$corpus/config/example.json"
@@ -49,7 +55,7 @@ echo '{"organization": {"name": "o"}, "organizational_units": [{"name": "A", "pa
 echo '{"organization": {"name": "o"}, "service_people": [{"name": "x", "organizational_unit": "U", "role": "service", "nats_permissions": {"publish": ["a.>.b"]}}]}' > "$corpus/config/bad-subject.json"
 
 # A throwaway store of store.json; its creds in plaintext via export-nsc.
-"$bin" generate --config "$corpus/config/store.json" --out "$work/store" --identity "$work/owner.key" >/dev/null
+"$bin" generate --config "$corpus/config/store.json" --out "$work/store" --identity "$work/owner.key" --new-identity >/dev/null
 "$bin" export-nsc --dir "$work/store" --identity "$work/owner.key" --to "$work/nsc" >/dev/null
 s="$work/store/nsc/stores/fuzzop"
 cp "$s/fuzzop.jwt" "$corpus/jwt/operator.jwt"
@@ -61,11 +67,11 @@ cp "$s/accounts/core/users/b-service.jwt" "$corpus/jwt/user-permissions.jwt"
 cp "$work/store/manifest.json" "$corpus/manifest/store.json"
 "$bin" generate --config "$corpus/config/store.json" --out "$work/flat" --identity "$work/owner.key" --format flat >/dev/null
 cp "$work/flat/manifest.json" "$corpus/manifest/store-flat.json"
-cp "$work/nsc/keys/creds/fuzzop/core/a-service.creds" "$corpus/creds/a-service.creds"
-cp "$work/nsc/keys/creds/fuzzop/core/b-service.creds" "$corpus/creds/b-service.creds"
-cp "$work/nsc/keys/creds/fuzzop/SYS/sys.creds" "$corpus/creds/sys.creds"
+cp "$work/nsc/keys/creds/fuzzop/core/a-service.creds" "$creds_seeds/a-service.creds"
+cp "$work/nsc/keys/creds/fuzzop/core/b-service.creds" "$creds_seeds/b-service.creds"
+cp "$work/nsc/keys/creds/fuzzop/SYS/sys.creds" "$creds_seeds/sys.creds"
 # Mark the throwaway seeds as test-only (the creds parser ignores text outside its blocks).
-for f in "$corpus"/creds/*.creds; do
+for f in "$creds_seeds"/*.creds; do
   { echo "# TEST ONLY, insecure throwaway fuzz seed: never use (see fuzz/corpus/README.md)"; cat "$f"; } > "$f.tmp" && mv "$f.tmp" "$f"
 done
 

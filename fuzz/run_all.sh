@@ -21,7 +21,10 @@ for t in "${targets[@]}"; do
   if [ "$t" = verify ]; then flags=(-s none); extra=(-max_len=2048 -len_control=0); fi
   # Field names and telling values, so mutations reach validation rather than syntax errors.
   if [ "$t" = config ]; then extra=(-dict=config.dict); fi
-  nice -n 10 cargo fuzz run "${flags[@]}" "$t" "work/$t" "corpus/$t" -- \
+  # The creds seeds are marked TEST-ONLY fixtures kept outside the corpus dir.
+  seeds=("corpus/$t")
+  if [ "$t" = creds ]; then seeds=(../tests/fixtures/insecure/fuzz-creds); fi
+  nice -n 10 cargo fuzz run "${flags[@]}" "$t" "work/$t" "${seeds[@]}" -- \
     -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=4096 "${extra[@]}" >"logs/$t.log" 2>&1
   rc=$?
   end=$(date +%s)

@@ -341,7 +341,7 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         let stale = dir.path().join(format!(".owner.key.clan-nats-new-{dead}"));
-        fs::write(&stale, "AGE-SECRET-KEY-1 half").unwrap();
+        fs::write(&stale, "# a half-written identity of a killed run").unwrap();
         let unrelated = dir.path().join(".owner.key.clan-nats-new-notapid");
         fs::write(&unrelated, "x").unwrap();
         let (id, created) = Identity::load_or_create(&p).unwrap();

@@ -74,6 +74,9 @@ mod tests {
         let mut found = Vec::new();
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
+            if !p.is_file() {
+                continue;
+            }
             let name = p.file_name().unwrap().to_str().unwrap().to_string();
             let text = std::fs::read_to_string(&p).unwrap();
             if name.ends_with(".agekey") {
