@@ -719,14 +719,17 @@ fn user_claims(u: &UserPlan, user_key: &str, account_key: &str) -> UserClaims {
         user_key,
         &u.name,
         UserNats {
-            permissions: u.permissions.clone(),
-            src: r.src.clone(),
-            times: r.times.clone(),
-            times_location: r.times_location.clone(),
-            subs: r.subs.unwrap_or(-1),
-            data: r.data.unwrap_or(-1),
-            payload: u.payload,
-            allowed_connection_types: r.allowed_connection_types.clone(),
+            limits: crate::jwt::user::UserPermissionLimits {
+                permissions: u.permissions.clone(),
+                src: r.src.clone(),
+                times: r.times.clone(),
+                times_location: r.times_location.clone(),
+                subs: r.subs.unwrap_or(-1),
+                data: r.data.unwrap_or(-1),
+                payload: u.payload,
+                allowed_connection_types: r.allowed_connection_types.clone(),
+                ..Default::default()
+            },
             issuer_account: account_key.to_string(),
             ..Default::default()
         },

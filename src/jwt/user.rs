@@ -70,29 +70,13 @@ pub struct UserPermissionLimits {
     pub allowed_connection_types: Vec<String>,
 }
 
-/// `nats` of a user JWT, fields in Go's order (Permissions, Limits, flags, issuer_account, generic).
+/// `nats` of a user JWT, fields in Go's order: the embedded
+/// `UserPermissionLimits` (permissions, limits, flags), then issuer_account and
+/// the generic fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNats {
     #[serde(flatten)]
-    pub permissions: Permissions,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub src: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub times: Vec<TimeRange>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub times_location: String,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub subs: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub data: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub payload: i64,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub bearer_token: bool,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub proxy_required: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_connection_types: Vec<String>,
+    pub limits: UserPermissionLimits,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub issuer_account: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -106,21 +90,26 @@ impl Default for UserNats {
     /// `NewUserClaims`: no permissions, unlimited subs/data/payload.
     fn default() -> Self {
         UserNats {
-            permissions: Permissions::default(),
-            src: Vec::new(),
-            times: Vec::new(),
-            times_location: String::new(),
-            subs: -1,
-            data: -1,
-            payload: -1,
-            bearer_token: false,
-            proxy_required: false,
-            allowed_connection_types: Vec::new(),
+            limits: UserPermissionLimits { subs: -1, data: -1, payload: -1, ..Default::default() },
             issuer_account: String::new(),
             tags: Vec::new(),
             kind: UserNats::TYPE.into(),
             version: 2,
         }
+    }
+}
+
+/// Go embeds `UserPermissionLimits` in `User`; its fields read through as Go's do.
+impl std::ops::Deref for UserNats {
+    type Target = UserPermissionLimits;
+    fn deref(&self) -> &UserPermissionLimits {
+        &self.limits
+    }
+}
+
+impl std::ops::DerefMut for UserNats {
+    fn deref_mut(&mut self) -> &mut UserPermissionLimits {
+        &mut self.limits
     }
 }
 
@@ -143,7 +132,11 @@ impl UserNats {
     /// A scoped user: no permissions and no limits at all (`UserPermissionLimits{}`),
     /// as nats-io/jwt `HasEmptyPermissions` requires of a user signed by a scoped key.
     pub fn scoped(issuer_account: &str) -> UserNats {
-        UserNats { subs: 0, data: 0, payload: 0, issuer_account: issuer_account.into(), ..Default::default() }
+        UserNats {
+            limits: UserPermissionLimits::default(),
+            issuer_account: issuer_account.into(),
+            ..Default::default()
+        }
     }
 }
 
