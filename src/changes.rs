@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::manifest::{Manifest, UserEntry};
-use crate::store::Tree;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ChangeSet {
@@ -64,14 +63,12 @@ impl ChangeSet {
 pub const MANY_USERS: usize = 3;
 
 /// The change from `old` (absent for a new store) to `new`.
-pub fn diff(old: Option<(&Manifest, &Tree)>, new: &Manifest, new_tree: &Tree, rotating: bool) -> ChangeSet {
-    let mut c = ChangeSet::default();
-    let empty = Tree::new();
-    let old_tree = old.map_or(&empty, |(_, t)| t);
-    let changed = |path: &str| old_tree.get(path) != new_tree.get(path);
-    c.files_changed = new_tree.iter().filter(|(k, v)| old_tree.get(*k) != Some(*v)).count()
-        + old_tree.keys().filter(|k| !new_tree.contains_key(*k)).count();
-    let Some((om, _)) = old else {
+pub fn diff(old: Option<&Manifest>, new: &Manifest, files_changed: usize, rotating: bool) -> ChangeSet {
+    let mut c = ChangeSet { files_changed, ..Default::default() };
+    // By digest: the manifests list every file a run touched (and the same
+    // digest for what it carried), so nothing needs to be read to compare.
+    let changed = |path: &str| old.and_then(|m| m.files.get(path)) != new.files.get(path);
+    let Some(om) = old else {
         let users: usize = new.accounts.iter().map(|a| a.users.len()).sum();
         c.accounts.push(format!("{} account(s) created (a new store)", new.accounts.len()));
         c.users.push(format!("{users} user(s) created"));

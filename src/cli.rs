@@ -1133,7 +1133,7 @@ fn read_trusted(dir: &Utf8Path, pins: &Pins) -> Result<(store::Tree, Governance,
         eprintln!("clan-nats: {dir} is not pinned on this machine: checked for consistency only, not against a trusted operator key (see `clan-nats trust`)");
     }
     let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
-    let m = Manifest::parse(&tree[MANIFEST]).map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))?;
+    let m = Manifest::from_tree(&tree).map_err(|e| Error::Usage(format!("{dir}/{e}")))?;
     Ok((tree, g, m))
 }
 

@@ -24,6 +24,7 @@ use crate::manifest::{self, AccountEntry, HostEntry, KeyEntry, Manifest, Operato
 use crate::plan::{AccountPlan, Plan, UserPlan};
 use crate::store::{key_path, Layout, Tree, MANIFEST, SERVER_CONF, SERVER_JSON};
 use crate::vault::{self, Identity, Recipient, VaultError};
+use wiring::AccountWiring;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -31,6 +32,9 @@ pub enum GenerateError {
     NotOwner { path: String, identity: String, reason: String },
     #[error("the existing store is damaged: {0}; run `clan-nats verify` on it; nothing was changed")]
     Damaged(String),
+    /// A file differs from what the signed manifest says (checked when read).
+    #[error("{0}")]
+    Tampered(String),
     #[error("{0}")]
     Vault(#[from] VaultError),
     #[error("signing failed: {0}")]
@@ -104,35 +108,135 @@ impl Rotation {
     }
 }
 
-/// The existing store, as read from DIR.
+/// The existing store: its manifest (the root, and the account manifests a run
+/// loads) and its files, read only when needed and each checked against the
+/// digest the verified manifest gives it. A run that changes one user opens
+/// that user's files, its account's manifest and the root, nothing else.
 pub struct Existing {
-    pub tree: Tree,
     pub manifest: Option<Manifest>,
     /// Keys adopted from an nsc keystore (`import-nsc`), by (role, account, user) → seed.
     pub imported: HashMap<(String, String, String), String>,
     /// The manifest's keys by (role, account, user), an index into `manifest.keys`.
     key_index: HashMap<(String, String, String), usize>,
+    source: Source,
+    /// How many files were read (the benchmark's and the trace's measure).
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+/// Where the old files come from.
+enum Source {
+    /// A whole tree already in memory.
+    Memory(Tree),
+    /// DIR on disk, read file by file.
+    Dir(camino::Utf8PathBuf),
 }
 
 impl Existing {
-    /// Check that an existing DIR is a clan-nats store before touching it.
+    /// A store held whole in memory (every account loaded).
     pub fn from_tree(tree: Tree) -> Result<Existing, GenerateError> {
         if tree.is_empty() {
-            return Ok(Existing { tree, manifest: None, imported: HashMap::new(), key_index: HashMap::new() });
+            return Ok(Existing::new(None, Source::Memory(tree)));
         }
-        let Some(bytes) = tree.get(MANIFEST) else {
+        if !tree.contains_key(MANIFEST) {
             return Err(GenerateError::Damaged(format!(
                 "the output directory is not empty and has no {MANIFEST}, so it is not a clan-nats store; refusing to overwrite it"
             )));
+        }
+        let manifest = Manifest::from_tree(&tree).map_err(GenerateError::Damaged)?;
+        Ok(Existing::new(Some(manifest), Source::Memory(tree)))
+    }
+
+    /// The store in `dir`, of which only `root` (the verified root manifest and
+    /// governance record) has been read; without a root manifest, a new store.
+    pub fn open(dir: &camino::Utf8Path, root: &Tree) -> Result<Existing, GenerateError> {
+        let manifest = match root.get(MANIFEST) {
+            None => None,
+            Some(b) => Some(Manifest::parse(b).map_err(|e| GenerateError::Damaged(format!("{MANIFEST}: {e}")))?),
         };
-        let manifest = Manifest::parse(bytes).map_err(|e| GenerateError::Damaged(format!("{MANIFEST}: {e}")))?;
-        let key_index = manifest
-            .keys
+        Ok(Existing::new(manifest, Source::Dir(dir.to_owned())))
+    }
+
+    fn new(manifest: Option<Manifest>, source: Source) -> Existing {
+        let mut e = Existing {
+            manifest,
+            imported: HashMap::new(),
+            key_index: HashMap::new(),
+            source,
+            reads: Default::default(),
+        };
+        e.index_keys();
+        e
+    }
+
+    fn index_keys(&mut self) {
+        self.key_index = self
+            .manifest
             .iter()
-            .enumerate()
+            .flat_map(|m| m.keys.iter().enumerate())
             .map(|(i, k)| ((k.role.clone(), k.account.clone(), k.user.clone()), i))
             .collect();
-        Ok(Existing { tree, manifest: Some(manifest), imported: HashMap::new(), key_index })
+    }
+
+    /// How many files of DIR this run has read.
+    pub fn files_read(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A file as it is, unchecked.
+    fn raw(&self, path: &str) -> Result<Option<Vec<u8>>, GenerateError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &self.source {
+            Source::Memory(t) => Ok(t.get(path).cloned()),
+            Source::Dir(d) => match std::fs::read(d.join(path)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(GenerateError::Damaged(format!("{}: {e}", d.join(path)))),
+            },
+        }
+    }
+
+    /// The old digest of a file, as the (loaded part of the) manifest gives it.
+    pub fn digest(&self, path: &str) -> Option<&str> {
+        self.manifest.as_ref()?.files.get(path).map(String::as_str)
+    }
+
+    /// A file of the old store, checked against the manifest's digest: a file
+    /// the manifest does not list is no part of the store (`None`); one that
+    /// differs was edited outside clan-nats, and the run stops before writing.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, GenerateError> {
+        let Some(want) = self.digest(path) else { return Ok(None) };
+        let bytes = self
+            .raw(path)?
+            .ok_or_else(|| GenerateError::Tampered(format!("{path}: listed in the signed manifest but missing")))?;
+        let have = manifest::file_digest(&bytes);
+        if have != want {
+            return Err(GenerateError::Tampered(format!(
+                "{path}: sha256 mismatch: the signed manifest says {want}, the file is {have} (edited outside clan-nats)"
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Load the manifests of these accounts (those a run touches), in parallel,
+    /// each checked against the root's digest of it.
+    pub fn load(&mut self, accounts: &BTreeSet<String>) -> Result<(), GenerateError> {
+        let Some(m) = &self.manifest else { return Ok(()) };
+        let wanted: Vec<usize> =
+            (0..m.accounts.len()).filter(|&i| m.needs_load(i) && accounts.contains(&m.accounts[i].name)).collect();
+        let bytes: Vec<(usize, Vec<u8>)> = wanted
+            .par_iter()
+            .map(|&i| {
+                let path = manifest::account_manifest_path(&m.accounts[i].name);
+                let b = self.raw(&path)?.ok_or_else(|| GenerateError::Tampered(format!("{path}: missing")))?;
+                Ok((i, b))
+            })
+            .collect::<Result<_, GenerateError>>()?;
+        let m = self.manifest.as_mut().expect("checked above");
+        for (i, b) in bytes {
+            m.load_account(i, &b).map_err(GenerateError::Tampered)?;
+        }
+        self.index_keys();
+        Ok(())
     }
 
     /// The old key of an entity, if the old store has one.
@@ -152,13 +256,52 @@ struct Named<'a> {
     recipient: &'a Recipient,
 }
 
+/// Who can read what: the owners (owner, extra owner keys, the config's owner,
+/// admins) read everything; hosts and specialists read the creds they need.
+struct Readers {
+    owners: Vec<(String, Recipient)>,
+    hosts: BTreeMap<String, Recipient>,
+}
+
+impl Readers {
+    fn new(plan: &Plan, ctx: &Context) -> Result<Readers, GenerateError> {
+        let mut owners: Vec<(String, Recipient)> = Vec::new();
+        for (i, r) in ctx.identity.recipients.iter().enumerate() {
+            let name = if i == 0 { "owner".into() } else { format!("owner-{}", i + 1) };
+            owners.push((name, vault::parse_recipient(r)?));
+        }
+        if let Some(r) = &plan.owner_recipient {
+            let r = vault::parse_recipient(r)?;
+            if !ctx.identity.recipients.contains(&r.text) {
+                owners.push((format!("owner:{}", plan.owner_id.as_deref().unwrap_or("config")), r));
+            }
+        }
+        for (i, r) in ctx.admins.iter().enumerate() {
+            owners.push((format!("admin-{}", i + 1), vault::parse_recipient(&r.text)?));
+        }
+        let hosts = plan
+            .hosts
+            .iter()
+            .map(|h| Ok((h.name.clone(), vault::parse_recipient(&h.recipient)?)))
+            .collect::<Result<_, VaultError>>()?;
+        Ok(Readers { owners, hosts })
+    }
+}
+
 /// A key whose public half is always known; its seed is made now (`fresh`) or
 /// decrypted from the old keystore only when something must be signed or
 /// re-encrypted. A no-change re-run decrypts nothing.
-struct Key<'a> {
+struct Key {
     entry: KeyEntry,
     fresh: Option<KeyPair>,
-    old: Option<&'a KeyEntry>,
+    old: Option<KeyEntry>,
+}
+
+/// An account's keys: its identity, its signing key, one scoped key per role.
+struct AccountKeys {
+    id: Key,
+    signing: Key,
+    roles: Vec<Key>,
 }
 
 /// What to do with one JWT.
@@ -167,90 +310,274 @@ enum Issue<N> {
     Sign(Claims<N>, i64),
 }
 
-/// One file of the new tree with its manifest entries.
-struct Sealed {
+/// One file of the new store: new content, or (`bytes: None`) the old file
+/// left where it is, unread.
+struct Blob {
     path: String,
-    bytes: Vec<u8>,
+    bytes: Option<Vec<u8>>,
+    digest: String,
+}
+
+impl Blob {
+    fn new(path: String, bytes: Vec<u8>) -> Blob {
+        Blob { digest: manifest::file_digest(&bytes), path, bytes: Some(bytes) }
+    }
+}
+
+/// An encrypted file with its manifest entry.
+struct Sealed {
+    blob: Blob,
     entry: SecretEntry,
 }
 
 struct UserOut {
-    jwt_path: String,
-    jwt: String,
+    jwt: Blob,
     creds: Sealed,
     key: Sealed,
     key_entry: KeyEntry,
     entry: UserEntry,
 }
 
+/// What a run produces: the new manifest (root, and every account it
+/// loaded), and the content of every file it made or re-made.
+pub struct Built {
+    pub manifest: Manifest,
+    /// New content by path (manifests included). Files of the old store that
+    /// are carried unchanged are not here: they stay as they are.
+    pub files: Tree,
+}
+
+/// The new files being collected, with their digests, secrets and keys.
+#[derive(Default)]
+struct Out {
+    tree: Tree,
+    files: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretEntry>,
+    keys: Vec<KeyEntry>,
+}
+
+impl Out {
+    fn add(&mut self, b: Blob) {
+        if let Some(bytes) = b.bytes {
+            self.tree.insert(b.path.clone(), bytes);
+        }
+        self.files.insert(b.path, b.digest);
+    }
+
+    fn put(&mut self, path: String, bytes: Vec<u8>) {
+        self.add(Blob::new(path, bytes));
+    }
+
+    fn sealed(&mut self, s: Sealed) {
+        self.secrets.insert(s.blob.path.clone(), s.entry);
+        self.add(s.blob);
+    }
+}
+
+/// What a re-run compares: the digest of everything an account's, a user's
+/// files are made from. Bump [`INPUTS`] whenever what goes into a JWT or an
+/// encrypted file changes in the code, so old digests never match.
+const INPUTS: u32 = 1;
+
+#[derive(serde::Serialize)]
+struct UserInputs<'a> {
+    inputs: u32,
+    user: &'a UserPlan,
+    account: &'a str,
+    signer: &'a str,
+    creds: &'a str,
+    readers: &'a str,
+    owners: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct AccountInputs<'a> {
+    inputs: u32,
+    name: &'a str,
+    system: bool,
+    units: &'a [String],
+    description: &'a str,
+    limits: &'a crate::jwt::account::AccountLimits,
+    default_permissions: &'a crate::jwt::user::Permissions,
+    roles: Vec<(&'a str, &'a str, &'a crate::jwt::user::UserPermissionLimits, &'a str)>,
+    keys: Vec<&'a str>,
+    issuer: &'a str,
+    owners: &'a str,
+    wiring: Option<&'a (Vec<crate::jwt::Export>, Vec<crate::jwt::Import>)>,
+    users: &'a [String],
+}
+
+fn digest_of<T: serde::Serialize>(v: &T) -> String {
+    manifest::sha256_hex(&serde_json::to_vec(v).expect("inputs serialize"))
+}
+
+/// Per account (in plan order): the account's inputs and its users'.
+struct Inputs {
+    accounts: Vec<String>,
+    users: Vec<Vec<String>>,
+}
+
+/// Build the new store from the plan and the existing one: work out what
+/// changed from digests alone, load only the touched accounts, sign and seal.
+pub fn build(plan: &Plan, ctx: &Context, existing: &mut Existing) -> Result<Built, GenerateError> {
+    let readers = Readers::new(plan, ctx)?;
+    // 1. The keys of the operator and of every account (public halves).
+    let b = Builder::new(ctx, existing, &readers);
+    let op = b.key("operator", "", "", KeyPair::new_operator)?;
+    let op_sk = b.key("operator-signing", "", "", KeyPair::new_operator)?;
+    let accounts = plan.accounts.iter().map(|a| b.account_keys(a)).collect::<Result<Vec<_>, _>>()?;
+    // 2. Exports and imports between accounts (from the old account JWTs).
+    let wiring = b.wiring(plan, &accounts)?;
+    // 3. What changed, from digests: the accounts to open.
+    let inputs = b.inputs(plan, &op_sk, &accounts, &wiring);
+    let touched = b.touched(plan, &inputs);
+    // 4. Open them, then sign and seal.
+    existing.load(&touched)?;
+    Builder::new(ctx, existing, &readers).build(plan, op, op_sk, accounts, wiring, inputs)
+}
+
 struct Builder<'a> {
     ctx: &'a Context<'a>,
     existing: &'a Existing,
     owners: Vec<Named<'a>>,
-    hosts: BTreeMap<&'a str, Recipient>,
-}
-
-/// Build the complete new store.
-pub fn build(plan: &Plan, ctx: &Context, existing: &Existing) -> Result<Tree, GenerateError> {
-    let owner_recipients: Vec<Recipient> =
-        ctx.identity.recipients.iter().map(|r| vault::parse_recipient(r)).collect::<Result<_, _>>()?;
-    let config_owner = match &plan.owner_recipient {
-        Some(r) if !ctx.identity.recipients.contains(&vault::parse_recipient(r)?.text) => {
-            Some(vault::parse_recipient(r)?)
-        }
-        _ => None,
-    };
-    let hosts: BTreeMap<&str, Recipient> = plan
-        .hosts
-        .iter()
-        .map(|h| Ok((h.name.as_str(), vault::parse_recipient(&h.recipient)?)))
-        .collect::<Result<_, VaultError>>()?;
-    let mut owners: Vec<Named> = owner_recipients
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Named { name: if i == 0 { "owner".into() } else { format!("owner-{}", i + 1) }, recipient: r })
-        .collect();
-    if let Some(r) = &config_owner {
-        owners.push(Named { name: format!("owner:{}", plan.owner_id.as_deref().unwrap_or("config")), recipient: r });
-    }
-    for (i, r) in ctx.admins.iter().enumerate() {
-        owners.push(Named { name: format!("admin-{}", i + 1), recipient: r });
-    }
-    let b = Builder { ctx, existing, owners, hosts };
-    b.build(plan)
+    hosts: BTreeMap<&'a str, &'a Recipient>,
+    /// The digest of the owners' recipients: every seed is sealed to them.
+    owners_digest: String,
 }
 
 impl<'a> Builder<'a> {
-    fn build(&self, plan: &Plan) -> Result<Tree, GenerateError> {
-        let old = self.existing.manifest.as_ref();
-        let layout = Layout::with_format(&plan.operator, self.ctx.format);
-        let mut out = Tree::new();
-        let mut secrets = BTreeMap::new();
-        let mut keys = Vec::new();
-        let mut seal_key = |k: &Key, out: &mut Tree| -> Result<(), GenerateError> {
-            let s = self.seal_key(k)?;
-            out.insert(s.path.clone(), s.bytes);
-            secrets.insert(s.path, s.entry);
-            keys.push(k.entry.clone());
-            Ok(())
-        };
+    fn new(ctx: &'a Context<'a>, existing: &'a Existing, r: &'a Readers) -> Builder<'a> {
+        let owners: Vec<Named> = r.owners.iter().map(|(n, r)| Named { name: n.clone(), recipient: r }).collect();
+        let texts: Vec<&str> = owners.iter().map(|n| n.recipient.text.as_str()).collect();
+        let owners_digest = manifest::recipients_digest(&texts);
+        let hosts = r.hosts.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        Builder { ctx, existing, owners, hosts, owners_digest }
+    }
 
-        // Operator and account keys (the operator JWT names the system account).
-        let op = self.key("operator", "", "", KeyPair::new_operator)?;
-        let op_sk = self.key("operator-signing", "", "", KeyPair::new_operator)?;
-        let account_keys = plan
+    fn account_keys(&self, a: &AccountPlan) -> Result<AccountKeys, GenerateError> {
+        Ok(AccountKeys {
+            id: self.key("account", &a.name, "", KeyPair::new_account)?,
+            signing: self.key("account-signing", &a.name, "", KeyPair::new_account)?,
+            // Issue 14: one scoped signing key per role.
+            roles: a
+                .roles
+                .iter()
+                .map(|r| self.key("account-scoped", &a.name, &r.name, KeyPair::new_account))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The key that signs a user: its role's scoped key, else the account signing key.
+    fn signer_of<'k>(a: &AccountPlan, keys: &'k AccountKeys, u: &UserPlan) -> &'k Key {
+        u.signing_role
+            .as_ref()
+            .and_then(|r| a.roles.iter().position(|x| &x.name == r))
+            .map_or(&keys.signing, |i| &keys.roles[i])
+    }
+
+    /// Who reads a user's creds besides the owners: its hosts and the
+    /// specialists whose units cover its unit.
+    fn creds_readers(&self, u: &UserPlan) -> Vec<Named<'_>> {
+        let mut v: Vec<Named> =
+            u.hosts.iter().map(|h| Named { name: format!("host:{h}"), recipient: self.hosts[h.as_str()] }).collect();
+        for s in self.ctx.specialists.iter().filter(|s| s.units.contains(&u.unit)) {
+            v.push(Named { name: format!("specialist:{}", s.id), recipient: &s.recipient });
+        }
+        v
+    }
+
+    fn inputs(&self, plan: &Plan, op_sk: &Key, accounts: &[AccountKeys], wiring: &AccountWiring) -> Inputs {
+        let layout = Layout::with_format(&plan.operator, self.ctx.format);
+        let users: Vec<Vec<String>> = plan
             .accounts
             .iter()
-            .map(|a| {
-                Ok((
-                    self.key("account", &a.name, "", KeyPair::new_account)?,
-                    self.key("account-signing", &a.name, "", KeyPair::new_account)?,
-                ))
+            .zip(accounts)
+            .map(|(a, k)| {
+                a.users
+                    .par_iter()
+                    .map(|u| {
+                        let (_, readers) = self.recipients(&self.creds_readers(u));
+                        digest_of(&UserInputs {
+                            inputs: INPUTS,
+                            user: u,
+                            account: &k.id.entry.public_key,
+                            signer: &Self::signer_of(a, k, u).entry.public_key,
+                            creds: &layout.user_creds(&a.name, &u.name),
+                            readers: &readers,
+                            owners: &self.owners_digest,
+                        })
+                    })
+                    .collect()
             })
-            .collect::<Result<Vec<_>, GenerateError>>()?;
-        let sys = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
-        let sys_pub = account_keys[sys].0.entry.public_key.clone();
+            .collect();
+        let accounts = plan
+            .accounts
+            .iter()
+            .zip(accounts)
+            .zip(&users)
+            .map(|((a, k), users)| {
+                digest_of(&AccountInputs {
+                    inputs: INPUTS,
+                    name: &a.name,
+                    system: a.system,
+                    units: &a.units,
+                    description: &a.description,
+                    limits: &a.limits,
+                    default_permissions: &a.default_permissions,
+                    roles: a.roles.iter().map(|r| (r.name.as_str(), r.description.as_str(), &r.template, "")).collect(),
+                    keys: std::iter::once(&k.id)
+                        .chain(std::iter::once(&k.signing))
+                        .chain(&k.roles)
+                        .map(|k| k.entry.public_key.as_str())
+                        .collect(),
+                    issuer: &op_sk.entry.public_key,
+                    owners: &self.owners_digest,
+                    wiring: wiring.get(&a.name),
+                    users,
+                })
+            })
+            .collect();
+        Inputs { accounts, users }
+    }
 
+    /// The accounts whose files may change: new, changed, rotated or removed ones.
+    fn touched(&self, plan: &Plan, inputs: &Inputs) -> BTreeSet<String> {
+        let Some(m) = &self.existing.manifest else { return BTreeSet::new() };
+        let rotated = |a: &AccountPlan| match &self.ctx.rotate {
+            Some(Rotation::User(n)) => a.users.iter().any(|u| &u.name == n),
+            Some(Rotation::Users(ns)) => a.users.iter().any(|u| ns.contains(&u.name)),
+            Some(Rotation::Account(n)) => &a.name == n,
+            _ => false,
+        };
+        let mut out: BTreeSet<String> = plan
+            .accounts
+            .iter()
+            .zip(&inputs.accounts)
+            .filter(|(a, i)| rotated(a) || m.account(&a.name).is_none_or(|o| &o.inputs != *i))
+            .map(|(a, _)| a.name.clone())
+            .collect();
+        out.extend(
+            m.accounts.iter().filter(|o| !plan.accounts.iter().any(|a| a.name == o.name)).map(|o| o.name.clone()),
+        );
+        out
+    }
+
+    fn build(
+        &self,
+        plan: &Plan,
+        op: Key,
+        op_sk: Key,
+        accounts: Vec<AccountKeys>,
+        mut wiring: AccountWiring,
+        inputs: Inputs,
+    ) -> Result<Built, GenerateError> {
+        let old = self.existing.manifest.as_ref();
+        let layout = Layout::with_format(&plan.operator, self.ctx.format);
+        let mut out = Out::default();
+
+        // The operator (its JWT names the system account).
+        let sys = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
+        let sys_pub = accounts[sys].id.entry.public_key.clone();
         let op_claims = OperatorClaims::new(
             &op.entry.public_key,
             &plan.operator,
@@ -260,160 +587,50 @@ impl<'a> Builder<'a> {
                 ..Default::default()
             },
         );
-        let op_jwt = self.sign(
-            decide(op_claims, &op.entry.public_key, old.and_then(|m| self.old_jwt(&m.operator.jwt)), self.ctx.now),
-            &op,
-        )?;
-        out.insert(layout.nsc_info(), layout.nsc_info_content().into_bytes());
-        out.insert(layout.operator_jwt(), op_jwt.clone().into_bytes());
-        seal_key(&op, &mut out)?;
-        seal_key(&op_sk, &mut out)?;
-
-        // Per account: user keys, revocations, exports and imports, the account JWT.
-        let mut wiring = self.wiring(plan, &account_keys)?;
-        let mut preload = BTreeMap::new();
-        let mut user_keys = Vec::new();
-        let mut role_keys = Vec::new();
-        for (a, (acct, acct_sk)) in plan.accounts.iter().zip(&account_keys) {
-            let old_acct = old.and_then(|m| m.account(&a.name));
-            // Issue 14: one scoped signing key per role.
-            let rk: Vec<Key> = a
-                .roles
-                .iter()
-                .map(|r| self.key("account-scoped", &a.name, &r.name, KeyPair::new_account))
-                .collect::<Result<_, _>>()?;
-            let uk = a
-                .users
-                .par_iter()
-                .map(|u| self.key("user", &a.name, &u.name, KeyPair::new_user))
-                .collect::<Result<Vec<_>, _>>()?;
-            let current: HashMap<&str, &str> =
-                a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
-            let mut claims =
-                account_claims(a, acct, acct_sk, &rk, self.revocations(old_acct, &current, &acct.entry.public_key));
-            if let Some((exports, imports)) = wiring.remove(&a.name) {
-                claims.nats.exports = exports;
-                claims.nats.imports = imports;
-            }
-            let jwt = self.sign(
-                decide(claims, &op_sk.entry.public_key, old_acct.and_then(|e| self.old_jwt(&e.jwt)), self.ctx.now),
-                &op_sk,
-            )?;
-            out.insert(layout.account_jwt(&a.name), jwt.clone().into_bytes());
-            preload.insert(acct.entry.public_key.clone(), jwt);
-            seal_key(acct, &mut out)?;
-            seal_key(acct_sk, &mut out)?;
-            for k in &rk {
-                seal_key(k, &mut out)?;
-            }
-            user_keys.push(uk);
-            role_keys.push(rk);
+        let old_op = match old {
+            Some(m) => self.old_jwt(&m.operator.jwt)?,
+            None => None,
+        };
+        let op_jwt = self.sign(decide(op_claims, &op.entry.public_key, old_op.as_deref(), self.ctx.now), &op)?;
+        out.put(layout.nsc_info(), layout.nsc_info_content().into_bytes());
+        out.put(layout.operator_jwt(), op_jwt.clone().into_bytes());
+        for k in [&op, &op_sk] {
+            out.keys.push(k.entry.clone());
+            out.sealed(self.seal_key(k)?);
         }
 
-        // Users, in parallel: decide, load the signing keys that are needed, sign and seal.
-        let mut account_entries = Vec::new();
-        let mut host_creds: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (((a, (acct, acct_sk)), uk), rk) in plan.accounts.iter().zip(&account_keys).zip(user_keys).zip(&role_keys) {
-            // The key that signs each user: its role's scoped key, else the account signing key.
-            let signer_of = |u: &UserPlan| -> &Key {
-                u.signing_role
-                    .as_ref()
-                    .and_then(|r| a.roles.iter().position(|x| &x.name == r))
-                    .map_or(acct_sk, |i| &rk[i])
+        // The accounts: each touched one re-made, the others carried unread.
+        let mut entries = Vec::new();
+        let mut preload: BTreeMap<String, (String, Option<String>)> = BTreeMap::new();
+        for (((a, keys), account_inputs), user_inputs) in
+            plan.accounts.iter().zip(&accounts).zip(&inputs.accounts).zip(&inputs.users)
+        {
+            for k in std::iter::once(&keys.id).chain(std::iter::once(&keys.signing)).chain(&keys.roles) {
+                out.keys.push(k.entry.clone());
+                out.sealed(self.seal_key(k)?);
+            }
+            let carried = old.and_then(|m| m.account(&a.name)).filter(|o| !o.loaded);
+            let (entry, jwt) = match carried {
+                Some(o) => {
+                    let digest = self.old_digest(&o.jwt)?;
+                    out.add(Blob { path: o.jwt.clone(), bytes: None, digest });
+                    (o.clone(), None)
+                }
+                None => {
+                    let w = wiring.remove(&a.name);
+                    let (entry, jwt) =
+                        self.account(&layout, a, keys, &op_sk, w, account_inputs, user_inputs, &mut out)?;
+                    (entry, Some(jwt))
+                }
             };
-            let old_acct = old.and_then(|m| m.account(&a.name));
-            let old_users: HashMap<&str, &UserEntry> =
-                old_acct.map(|e| e.users.iter().map(|u| (u.name.as_str(), u)).collect()).unwrap_or_default();
-            let decisions: Vec<Issue<UserNats>> = a
-                .users
-                .par_iter()
-                .zip(&uk)
-                .map(|(u, k)| {
-                    let old_jwt = old_users.get(u.name.as_str()).and_then(|e| self.old_jwt(&e.jwt));
-                    decide_user(
-                        user_claims(u, &k.entry.public_key, &acct.entry.public_key),
-                        u.restrictions.expires,
-                        &signer_of(u).entry.public_key,
-                        old_jwt,
-                        self.ctx.now,
-                    )
-                })
-                .collect();
-            let mut signers: HashMap<String, KeyPair> = HashMap::new();
-            for (u, d) in a.users.iter().zip(&decisions) {
-                let s = signer_of(u);
-                if matches!(d, Issue::Sign(..)) && !signers.contains_key(&s.entry.public_key) {
-                    signers.insert(s.entry.public_key.clone(), self.pair(s)?);
-                }
-            }
-            let users: Vec<UserOut> = a
-                .users
-                .par_iter()
-                .zip(&uk)
-                .zip(decisions)
-                .map(|((u, k), d)| self.user(&layout, a, u, k, d, signers.get(&signer_of(u).entry.public_key)))
-                .collect::<Result<_, _>>()?;
-            let mut entries = Vec::new();
-            for u in users {
-                out.insert(u.jwt_path, u.jwt.into_bytes());
-                out.insert(u.creds.path.clone(), u.creds.bytes);
-                secrets.insert(u.creds.path, u.creds.entry);
-                out.insert(u.key.path.clone(), u.key.bytes);
-                secrets.insert(u.key.path, u.key.entry);
-                keys.push(u.key_entry);
-                for h in &u.entry.hosts {
-                    host_creds
-                        .entry(self.hosts.get_key_value(h.as_str()).expect("validated host").0)
-                        .or_default()
-                        .push(u.entry.creds.clone());
-                }
-                entries.push(u.entry);
-            }
-            account_entries.push(AccountEntry {
-                name: a.name.clone(),
-                public_key: acct.entry.public_key.clone(),
-                signing_keys: std::iter::once(&acct_sk.entry.public_key)
-                    .chain(rk.iter().map(|k| &k.entry.public_key))
-                    .cloned()
-                    .collect(),
-                system: a.system,
-                units: a.units.clone(),
-                jetstream: a.limits.jetstream_enabled(),
-                jwt: layout.account_jwt(&a.name),
-                users: entries,
-            });
+            preload.insert(keys.id.entry.public_key.clone(), (layout.account_jwt(&a.name), jwt));
+            entries.push(entry);
         }
 
-        match &plan.fleet {
-            None => server_files(&mut out, &op_jwt, &sys_pub, &preload, plan.max_payload()),
-            Some(f) => {
-                out.extend(crate::fleet::conf::render(f, &op_jwt, &sys_pub, &preload, plan.max_payload()));
-                let s = self.cluster_env(f)?;
-                out.insert(s.path.clone(), s.bytes);
-                secrets.insert(s.path, s.entry);
-            }
-        }
-        let hosts = plan
-            .hosts
-            .iter()
-            .map(|h| HostEntry {
-                name: h.name.clone(),
-                recipient: self.hosts[h.name.as_str()].text.clone(),
-                nats_server: h.nats_server,
-                creds: host_creds.remove(h.name.as_str()).unwrap_or_default(),
-            })
-            .collect();
-        let mut recipients: BTreeMap<String, String> =
-            self.owners.iter().map(|n| (n.name.clone(), n.recipient.text.clone())).collect();
-        for (h, r) in &self.hosts {
-            recipients.insert(format!("host:{h}"), r.text.clone());
-        }
-        for sp in &self.ctx.specialists {
-            recipients.insert(format!("specialist:{}", sp.id), sp.recipient.text.clone());
-        }
-        out.insert(CONFIG.into(), self.ctx.config_json.clone());
-        keys.sort_by(|x, y| (&x.role, &x.account, &x.user).cmp(&(&y.role, &y.account, &y.user)));
-        let manifest = Manifest {
+        let server_inputs = self.server(plan, &op_jwt, &sys_pub, preload, &mut out)?;
+        out.put(CONFIG.into(), self.ctx.config_json.clone());
+        out.keys.sort_by(|x, y| (&x.role, &x.account, &x.user).cmp(&(&y.role, &y.account, &y.user)));
+        let mut manifest = Manifest {
             format: manifest::FORMAT,
             generator: "clan-nats".into(),
             layout: self.ctx.format,
@@ -424,25 +641,189 @@ impl<'a> Builder<'a> {
                 system_account: sys_pub,
                 jwt: layout.operator_jwt(),
             },
-            accounts: account_entries,
+            accounts: entries,
             units: plan.units.clone(),
             flows: plan.wiring.flows.clone(),
-            hosts,
-            recipients,
-            keys,
-            secrets,
-            files: out.par_iter().map(|(k, v)| (k.clone(), manifest::file_digest(v))).collect(),
+            hosts: plan
+                .hosts
+                .iter()
+                .map(|h| HostEntry {
+                    name: h.name.clone(),
+                    recipient: self.hosts[h.name.as_str()].text.clone(),
+                    nats_server: h.nats_server,
+                    creds: Vec::new(),
+                })
+                .collect(),
+            recipients: self.recipient_table(),
+            keys: out.keys,
+            secrets: out.secrets,
+            files: out.files,
+            server_inputs,
         };
-        out.insert(MANIFEST.into(), manifest.to_bytes());
-        Ok(out)
+        let mut files = out.tree;
+        files.extend(manifest.to_files());
+        Ok(Built { manifest, files })
     }
 
+    /// A touched account: its JWT (kept while its claims are unchanged), and its users.
+    #[allow(clippy::too_many_arguments)]
+    fn account(
+        &self,
+        layout: &Layout,
+        a: &AccountPlan,
+        keys: &AccountKeys,
+        op_sk: &Key,
+        wiring: Option<(Vec<crate::jwt::Export>, Vec<crate::jwt::Import>)>,
+        inputs: &str,
+        user_inputs: &[String],
+        out: &mut Out,
+    ) -> Result<(AccountEntry, String), GenerateError> {
+        let old = self.existing.manifest.as_ref().and_then(|m| m.account(&a.name));
+        let uk = a
+            .users
+            .par_iter()
+            .map(|u| self.key("user", &a.name, &u.name, KeyPair::new_user))
+            .collect::<Result<Vec<_>, _>>()?;
+        let current: HashMap<&str, &str> =
+            a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
+        let revocations = self.revocations(old, &current, &keys.id.entry.public_key)?;
+        let mut claims = account_claims(a, &keys.id, &keys.signing, &keys.roles, revocations);
+        if let Some((exports, imports)) = wiring {
+            claims.nats.exports = exports;
+            claims.nats.imports = imports;
+        }
+        let old_jwt = match old {
+            Some(o) => self.old_jwt(&o.jwt)?,
+            None => None,
+        };
+        let jwt = self.sign(decide(claims, &op_sk.entry.public_key, old_jwt.as_deref(), self.ctx.now), op_sk)?;
+        out.put(layout.account_jwt(&a.name), jwt.clone().into_bytes());
+        let users = self.users(layout, a, keys, uk, user_inputs, out)?;
+        let entry = AccountEntry {
+            name: a.name.clone(),
+            public_key: keys.id.entry.public_key.clone(),
+            signing_keys: std::iter::once(&keys.signing)
+                .chain(&keys.roles)
+                .map(|k| k.entry.public_key.clone())
+                .collect(),
+            system: a.system,
+            units: a.units.clone(),
+            jetstream: a.limits.jetstream_enabled(),
+            jwt: layout.account_jwt(&a.name),
+            users,
+            inputs: inputs.to_string(),
+            manifest: String::new(),
+            manifest_sha256: String::new(),
+            loaded: true,
+        };
+        Ok((entry, jwt))
+    }
+
+    /// The users of a touched account, in parallel. A user whose inputs and key
+    /// are unchanged is carried without opening a file; the others are decided
+    /// (re-signed only when their claims changed) and sealed.
+    fn users(
+        &self,
+        layout: &Layout,
+        a: &AccountPlan,
+        keys: &AccountKeys,
+        uk: Vec<Key>,
+        inputs: &[String],
+        out: &mut Out,
+    ) -> Result<Vec<UserEntry>, GenerateError> {
+        let old_users: HashMap<&str, &UserEntry> = self
+            .existing
+            .manifest
+            .as_ref()
+            .and_then(|m| m.account(&a.name))
+            .map(|e| e.users.iter().map(|u| (u.name.as_str(), u)).collect())
+            .unwrap_or_default();
+        let carried = |u: &UserPlan, k: &Key, i: &String| -> Option<&UserEntry> {
+            old_users
+                .get(u.name.as_str())
+                .copied()
+                .filter(|o| &o.inputs == i && k.fresh.is_none() && o.public_key == k.entry.public_key)
+        };
+        let decisions: Vec<Option<Issue<UserNats>>> = a
+            .users
+            .par_iter()
+            .zip(&uk)
+            .zip(inputs)
+            .map(|((u, k), i)| {
+                if carried(u, k, i).is_some() {
+                    return Ok(None);
+                }
+                let old_jwt = match old_users.get(u.name.as_str()) {
+                    Some(e) => self.old_jwt(&e.jwt)?,
+                    None => None,
+                };
+                Ok(Some(decide_user(
+                    user_claims(u, &k.entry.public_key, &keys.id.entry.public_key),
+                    u.restrictions.expires,
+                    &Self::signer_of(a, keys, u).entry.public_key,
+                    old_jwt.as_deref(),
+                    self.ctx.now,
+                )))
+            })
+            .collect::<Result<_, GenerateError>>()?;
+        let mut signers: HashMap<String, KeyPair> = HashMap::new();
+        for (u, d) in a.users.iter().zip(&decisions) {
+            let s = Self::signer_of(a, keys, u);
+            if matches!(d, Some(Issue::Sign(..))) && !signers.contains_key(&s.entry.public_key) {
+                signers.insert(s.entry.public_key.clone(), self.pair(s)?);
+            }
+        }
+        let made: Vec<UserOut> = a
+            .users
+            .par_iter()
+            .zip(&uk)
+            .zip(inputs)
+            .zip(decisions)
+            .map(|(((u, k), i), d)| match d {
+                None => self.carry_user(carried(u, k, i).expect("decided above"), k),
+                Some(d) => {
+                    let signer = signers.get(&Self::signer_of(a, keys, u).entry.public_key);
+                    self.user(layout, a, u, k, i, d, signer)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let mut entries = Vec::with_capacity(made.len());
+        for u in made {
+            out.add(u.jwt);
+            out.sealed(u.creds);
+            out.sealed(u.key);
+            out.keys.push(u.key_entry);
+            entries.push(u.entry);
+        }
+        Ok(entries)
+    }
+
+    /// An unchanged user: its entries as they were, its files left unread.
+    fn carry_user(&self, e: &UserEntry, k: &Key) -> Result<UserOut, GenerateError> {
+        let kept = |path: &str| -> Result<Sealed, GenerateError> {
+            let entry =
+                self.existing.manifest.as_ref().and_then(|m| m.secrets.get(path)).cloned().ok_or_else(|| {
+                    GenerateError::Damaged(format!("{path}: listed for user {} but has no secrets entry", e.name))
+                })?;
+            Ok(Sealed { blob: Blob { path: path.to_string(), bytes: None, digest: self.old_digest(path)? }, entry })
+        };
+        Ok(UserOut {
+            jwt: Blob { path: e.jwt.clone(), bytes: None, digest: self.old_digest(&e.jwt)? },
+            creds: kept(&e.creds)?,
+            key: kept(&k.entry.path)?,
+            key_entry: k.entry.clone(),
+            entry: e.clone(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn user(
         &self,
         layout: &Layout,
         a: &AccountPlan,
         u: &UserPlan,
         k: &Key,
+        inputs: &str,
         d: Issue<UserNats>,
         signer: Option<&KeyPair>,
     ) -> Result<UserOut, GenerateError> {
@@ -452,22 +833,18 @@ impl<'a> Builder<'a> {
             Issue::Sign(mut c, iat) => c.encode(signer.expect("loaded when anything is signed"), iat)?,
         };
         let creds_path = layout.user_creds(&a.name, &u.name);
-        let mut hosts: Vec<Named> =
-            u.hosts.iter().map(|h| Named { name: format!("host:{h}"), recipient: &self.hosts[h.as_str()] }).collect();
-        for s in self.ctx.specialists.iter().filter(|s| s.units.contains(&u.unit)) {
-            hosts.push(Named { name: format!("specialist:{}", s.id), recipient: &s.recipient });
-        }
+        let readers = self.creds_readers(u);
         // An unchanged JWT of an unchanged key means unchanged creds: only the recipients can differ.
-        let creds = match self.keep(&creds_path, &hosts).filter(|_| kept && k.fresh.is_none()) {
+        let creds = match self.keep(&creds_path, &readers).filter(|_| kept && k.fresh.is_none()) {
             Some(s) => s,
             None => {
                 let seed = self.pair(k)?.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
-                self.seal(&creds_path, "creds", creds::format_unchecked(&jwt, &seed).as_bytes(), &hosts)?
+                self.seal(&creds_path, "creds", creds::format_unchecked(&jwt, &seed).as_bytes(), &readers)?
             }
         };
+        let jwt_path = layout.user_jwt(&a.name, &u.name);
         Ok(UserOut {
-            jwt_path: layout.user_jwt(&a.name, &u.name),
-            jwt,
+            jwt: Blob::new(jwt_path.clone(), jwt.into_bytes()),
             creds,
             key: self.seal_key(k)?,
             key_entry: k.entry.clone(),
@@ -479,10 +856,79 @@ impl<'a> Builder<'a> {
                 payload: u.payload,
                 restrictions: u.restrictions.clone(),
                 hosts: u.hosts.clone(),
-                jwt: layout.user_jwt(&a.name, &u.name),
+                jwt: jwt_path,
                 creds: creds_path,
+                inputs: inputs.to_string(),
             },
         })
+    }
+
+    /// The server configs: kept unread while their inputs (the operator JWT, the
+    /// account JWTs, the fleet, the payload limit) are unchanged; else rendered,
+    /// reading the JWTs of the accounts that were carried. Returns the inputs' digest.
+    fn server(
+        &self,
+        plan: &Plan,
+        op_jwt: &str,
+        sys_pub: &str,
+        preload: BTreeMap<String, (String, Option<String>)>,
+        out: &mut Out,
+    ) -> Result<String, GenerateError> {
+        let digests: BTreeMap<&str, &str> =
+            preload.iter().map(|(k, (path, _))| (k.as_str(), out.files.get(path).map_or("", String::as_str))).collect();
+        let inputs = digest_of(&(
+            INPUTS,
+            manifest::file_digest(op_jwt.as_bytes()),
+            sys_pub,
+            &digests,
+            plan.max_payload(),
+            format!("{:?}", plan.fleet),
+        ));
+        let old = self.existing.manifest.as_ref();
+        if let Some(m) = old.filter(|m| m.server_inputs == inputs) {
+            for (path, digest) in m.files.range("server/".to_string().."server0".to_string()) {
+                if path != crate::fleet::CLUSTER_ENV {
+                    out.add(Blob { path: path.clone(), bytes: None, digest: digest.clone() });
+                }
+            }
+        } else {
+            let mut texts = BTreeMap::new();
+            for (k, (path, text)) in preload {
+                let text = match text {
+                    Some(t) => t,
+                    None => self.old_jwt(&path)?.ok_or_else(|| {
+                        GenerateError::Tampered(format!("{path}: listed in the signed manifest but missing"))
+                    })?,
+                };
+                texts.insert(k, text);
+            }
+            let files = match &plan.fleet {
+                None => server_files(op_jwt, sys_pub, &texts, plan.max_payload()),
+                Some(f) => {
+                    crate::fleet::conf::render(f, op_jwt, sys_pub, &texts, plan.max_payload()).into_iter().collect()
+                }
+            };
+            for (path, bytes) in files {
+                out.put(path, bytes);
+            }
+        }
+        if let Some(f) = &plan.fleet {
+            out.sealed(self.cluster_env(f)?);
+        }
+        Ok(inputs)
+    }
+
+    /// The recipients table: every name a secrets entry may use.
+    fn recipient_table(&self) -> BTreeMap<String, String> {
+        let mut t: BTreeMap<String, String> =
+            self.owners.iter().map(|n| (n.name.clone(), n.recipient.text.clone())).collect();
+        for (h, r) in &self.hosts {
+            t.insert(format!("host:{h}"), r.text.clone());
+        }
+        for sp in &self.ctx.specialists {
+            t.insert(format!("specialist:{}", sp.id), sp.recipient.text.clone());
+        }
+        t
     }
 
     /// `server/cluster.env.age`: the route credential, sealed to the server
@@ -493,24 +939,26 @@ impl<'a> Builder<'a> {
         let servers: Vec<Named> = f
             .servers
             .iter()
-            .map(|s| Named { name: format!("host:{}", s.name), recipient: &self.hosts[s.name.as_str()] })
+            .map(|s| Named { name: format!("host:{}", s.name), recipient: self.hosts[s.name.as_str()] })
             .collect();
-        let same_servers = f.servers.iter().all(|s| {
-            let json = self.old_file(&format!("server/{}/server.json", s.name));
+        let routes: Vec<String> = f.servers.iter().map(|s| format!("nats-route://{}", s.route_addr())).collect();
+        let mut same_servers = true;
+        for s in &f.servers {
+            let json = self.old_file(&format!("server/{}/server.json", s.name))?;
             let all: Option<Vec<String>> = json
-                .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
                 .and_then(|v| serde_json::from_value(v["cluster"]["all_routes"].clone()).ok());
-            all == Some(f.servers.iter().map(|s| format!("nats-route://{}", s.route_addr())).collect())
-        });
+            same_servers &= all.as_ref() == Some(&routes);
+        }
         if same_servers {
             if let Some(s) = self.keep(CLUSTER_ENV, &servers) {
                 return Ok(s);
             }
         }
-        let password = match self.existing.tree.get(CLUSTER_ENV) {
+        let password = match self.existing.read(CLUSTER_ENV)? {
             None => fleet::new_password(),
             Some(ct) => {
-                let plain = self.ctx.identity.decrypt(ct).map_err(|e| GenerateError::NotOwner {
+                let plain = self.ctx.identity.decrypt(&ct).map_err(|e| GenerateError::NotOwner {
                     path: CLUSTER_ENV.into(),
                     identity: self.ctx.identity.path.to_string(),
                     reason: e.to_string(),
@@ -524,23 +972,32 @@ impl<'a> Builder<'a> {
         self.seal(CLUSTER_ENV, "cluster", fleet::env_file(f, &password).as_bytes(), &servers)
     }
 
-    fn old_file(&self, path: &str) -> Option<&'a str> {
-        self.existing.tree.get(path).and_then(|b| std::str::from_utf8(b).ok())
+    /// An old text file of the store (checked against the manifest), if it has one.
+    fn old_file(&self, path: &str) -> Result<Option<String>, GenerateError> {
+        match self.existing.read(path)? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b).map(Some).map_err(|_| GenerateError::Damaged(format!("{path}: not UTF-8"))),
+        }
     }
 
-    /// An old JWT we wrote ourselves: its sha256 matches the old manifest, so its
-    /// signature need not be checked again. A changed file is not trusted: the
-    /// entity is simply re-issued.
-    fn old_jwt(&self, path: &str) -> Option<&'a str> {
-        let digest = self.existing.manifest.as_ref()?.files.get(path)?;
-        let bytes = self.existing.tree.get(path)?;
-        (*digest == manifest::file_digest(bytes)).then(|| std::str::from_utf8(bytes).ok()).flatten()
+    /// An old JWT we wrote ourselves: its sha256 matches the signed manifest, so
+    /// its signature need not be checked again.
+    fn old_jwt(&self, path: &str) -> Result<Option<String>, GenerateError> {
+        self.old_file(path)
+    }
+
+    /// The old digest of a file that is carried unread.
+    fn old_digest(&self, path: &str) -> Result<String, GenerateError> {
+        self.existing
+            .digest(path)
+            .map(str::to_string)
+            .ok_or_else(|| GenerateError::Damaged(format!("{path}: kept, but the manifest has no digest for it")))
     }
 
     /// The key of an entity: the old one (seed left encrypted for now), an imported
     /// one, or a new one (also when this entity is being rotated).
-    fn key(&self, role: &str, account: &str, user: &str, make: fn() -> KeyPair) -> Result<Key<'a>, GenerateError> {
-        let old = self.existing.key(role, account, user);
+    fn key(&self, role: &str, account: &str, user: &str, make: fn() -> KeyPair) -> Result<Key, GenerateError> {
+        let old = self.existing.key(role, account, user).cloned();
         let imported = self.existing.imported.get(&(role.to_string(), account.to_string(), user.to_string()));
         let (fresh, old) = if self.ctx.rotate.as_ref().is_some_and(|r| r.matches(role, account, user)) {
             (Some(make()), None)
@@ -552,7 +1009,7 @@ impl<'a> Builder<'a> {
             (Some(make()), None)
         };
         let public_key =
-            fresh.as_ref().map_or_else(|| old.expect("one of them").public_key.clone(), KeyPair::public_key);
+            fresh.as_ref().map_or_else(|| old.as_ref().expect("one of them").public_key.clone(), KeyPair::public_key);
         let path = key_path(&public_key);
         Ok(Key {
             entry: KeyEntry { public_key, role: role.into(), account: account.into(), user: user.into(), path },
@@ -567,13 +1024,12 @@ impl<'a> Builder<'a> {
             let seed = kp.seed().map_err(|e| GenerateError::Damaged(e.to_string()))?;
             return KeyPair::from_seed(&seed).map_err(|e| GenerateError::Damaged(e.to_string()));
         }
-        let entry = k.old.expect("a key is fresh or old");
+        let entry = k.old.as_ref().expect("a key is fresh or old");
         let bytes = self
             .existing
-            .tree
-            .get(&entry.path)
+            .read(&entry.path)?
             .ok_or_else(|| GenerateError::Damaged(format!("{}: listed in the manifest but missing", entry.path)))?;
-        let plain = self.ctx.identity.decrypt(bytes).map_err(|e| GenerateError::NotOwner {
+        let plain = self.ctx.identity.decrypt(&bytes).map_err(|e| GenerateError::NotOwner {
             path: entry.path.clone(),
             identity: self.ctx.identity.path.to_string(),
             reason: e.to_string(),
@@ -617,14 +1073,13 @@ impl<'a> Builder<'a> {
         (all, digest)
     }
 
-    /// The existing ciphertext of `path`, if its recipient set is unchanged.
+    /// The existing ciphertext of `path` (left unread), if its recipient set is unchanged.
     fn keep(&self, path: &str, extra: &[Named]) -> Option<Sealed> {
         let (_, digest) = self.recipients(extra);
         let entry = self.existing.manifest.as_ref()?.secrets.get(path)?;
-        let bytes = self.existing.tree.get(path)?;
+        let old = self.existing.digest(path)?;
         (entry.recipients_sha256 == digest).then(|| Sealed {
-            path: path.to_string(),
-            bytes: bytes.clone(),
+            blob: Blob { path: path.to_string(), bytes: None, digest: old.to_string() },
             entry: entry.clone(),
         })
     }
@@ -645,8 +1100,7 @@ impl<'a> Builder<'a> {
         names.sort();
         names.dedup();
         Ok(Sealed {
-            path: path.to_string(),
-            bytes,
+            blob: Blob::new(path.to_string(), bytes),
             entry: SecretEntry { kind: kind.into(), recipients: names, recipients_sha256, plaintext_sha256 },
         })
     }
@@ -659,21 +1113,21 @@ impl<'a> Builder<'a> {
         old: Option<&AccountEntry>,
         current: &HashMap<&str, &str>,
         account_key: &str,
-    ) -> BTreeMap<String, i64> {
+    ) -> Result<BTreeMap<String, i64>, GenerateError> {
         let mut out = BTreeMap::new();
-        let Some(old) = old.filter(|o| o.public_key == account_key) else { return out };
-        if let Some(prev) = self.old_file(&old.jwt).and_then(|t| AccountClaims::decode(t).ok()) {
+        let Some(old) = old.filter(|o| o.public_key == account_key) else { return Ok(out) };
+        if let Some(prev) = self.old_file(&old.jwt)?.and_then(|t| AccountClaims::decode(&t).ok()) {
             if prev.std.sub == old.public_key {
                 out = prev.nats.revocations;
             }
         }
         for u in &old.users {
             if current.get(u.name.as_str()) != Some(&u.public_key.as_str()) {
-                let iat = self.old_file(&u.jwt).and_then(|t| UserClaims::decode(t).ok()).map_or(0, |c| c.std.iat);
+                let iat = self.old_file(&u.jwt)?.and_then(|t| UserClaims::decode(&t).ok()).map_or(0, |c| c.std.iat);
                 out.entry(u.public_key.clone()).or_insert(self.ctx.now.max(iat));
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -783,12 +1237,11 @@ fn decide<N: ClaimKind>(claims: Claims<N>, signer: &str, old: Option<&str>, now:
 /// `server/nats-server.conf` and `server/server.json`: operator mode with the
 /// MEMORY resolver and every account preloaded. Public data only.
 fn server_files(
-    out: &mut Tree,
     operator_jwt: &str,
     system_account: &str,
     preload: &BTreeMap<String, String>,
     max_payload: i64,
-) {
+) -> Tree {
     let mut conf = String::new();
     conf.push_str("# nats-server configuration in operator mode, generated by clan-nats.\n");
     conf.push_str("# Public data only (JWTs and public keys). Run: nats-server -c nats-server.conf\n");
@@ -802,6 +1255,7 @@ fn server_files(
         conf.push_str(&format!("  {k}: \"{v}\"\n"));
     }
     conf.push_str("}\n");
+    let mut out = Tree::new();
     out.insert(SERVER_CONF.into(), conf.into_bytes());
     let json = serde_json::json!({
         "operator": operator_jwt,
@@ -813,10 +1267,47 @@ fn server_files(
     let mut bytes = serde_json::to_vec_pretty(&json).expect("json serializes");
     bytes.push(b'\n');
     out.insert(SERVER_JSON.into(), bytes);
+    out
 }
 
 /// Accounts in a preload map: `server.json`'s `resolver_preload`.
 pub fn preload_of(server_json: &[u8]) -> Option<BTreeMap<String, String>> {
     let v: serde_json::Value = serde_json::from_slice(server_json).ok()?;
     serde_json::from_value(v.get("resolver_preload")?.clone()).ok()
+}
+
+impl Built {
+    /// What must change on disk: files whose content is new, and files of the
+    /// old store (of the part this run loaded) that are no longer in it.
+    /// `old_root` is the old root manifest's bytes.
+    pub fn changes(&self, existing: &Existing, old_root: Option<&[u8]>) -> crate::store::Changes {
+        let new = &self.manifest;
+        let old = existing.manifest.as_ref();
+        let old_manifests: HashMap<&str, &str> = old
+            .iter()
+            .flat_map(|m| &m.accounts)
+            .filter(|a| a.loaded && !a.manifest.is_empty())
+            .map(|a| (a.manifest.as_str(), a.manifest_sha256.as_str()))
+            .collect();
+        let new_manifests: HashMap<&str, &str> =
+            new.accounts.iter().map(|a| (a.manifest.as_str(), a.manifest_sha256.as_str())).collect();
+        let unchanged = |path: &str, bytes: &[u8]| -> bool {
+            let Some(m) = old else { return false };
+            if path == MANIFEST {
+                return old_root == Some(bytes);
+            }
+            match (old_manifests.get(path), new_manifests.get(path)) {
+                (Some(o), Some(n)) => o == n,
+                _ => m.files.get(path).is_some_and(|d| new.files.get(path) == Some(d)),
+            }
+        };
+        let put: Tree =
+            self.files.iter().filter(|(p, b)| !unchanged(p, b)).map(|(p, b)| (p.clone(), b.clone())).collect();
+        let mut remove = BTreeSet::new();
+        if let Some(m) = old {
+            remove.extend(m.files.keys().filter(|p| !new.files.contains_key(*p)).cloned());
+            remove.extend(old_manifests.keys().filter(|p| !new_manifests.contains_key(*p)).map(|p| p.to_string()));
+        }
+        crate::store::Changes { put, remove }
+    }
 }

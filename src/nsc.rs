@@ -39,10 +39,10 @@ fn io(path: &Utf8Path) -> impl FnOnce(std::io::Error) -> NscError + '_ {
 /// The plaintext nsc tree for a store: `stores/…` (JWTs, `.nsc`) and `keys/…`
 /// (`keys/<P>/<XX>/<PUB>.nk`, `creds/<OP>/<A>/<U>.creds`, `.gitignore`).
 pub fn export_tree(store: &Tree, identity: &Identity) -> Result<Tree, NscError> {
-    let m = Manifest::parse(
-        store.get(MANIFEST).ok_or_else(|| NscError::Input(format!("no {MANIFEST}: not a clan-nats store")))?,
-    )
-    .map_err(|e| NscError::Input(format!("{MANIFEST}: {e}")))?;
+    if !store.contains_key(MANIFEST) {
+        return Err(NscError::Input(format!("no {MANIFEST}: not a clan-nats store")));
+    }
+    let m = Manifest::from_tree(store).map_err(NscError::Input)?;
     // Names become paths of plaintext files: a damaged or hostile manifest must
     // not point them outside the export (e.g. a user named "../../x").
     let names = std::iter::once(&m.operator.name)

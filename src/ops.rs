@@ -177,19 +177,22 @@ fn parse_config(path: &Utf8Path, bytes: &[u8], clan_dir: Option<&Utf8Path>) -> R
 pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outcome, Error> {
     let trace = Trace::new();
     let _lock = store::lock(req.dir)?;
-    let old_tree = store::read_tree(req.dir)?;
+    // The root of the store (manifest, governance, config); the rest is read
+    // when needed, each file against the digest the verified root vouches for.
+    let root = store::read_root(req.dir)?;
     // Nothing of DIR is used before it is checked against this machine's pin.
-    let verified = trust::check_for_write(req.dir, &old_tree, req.pins)?;
+    let verified = trust::check_for_write(req.dir, &root, req.pins)?;
     trace.mark("read and verify the existing store", "validating the config");
     // Everything that can be wrong with the input is checked before anything is written.
-    let (config_path, config_bytes) = config_of(&req, &old_tree)?;
+    let (config_path, config_bytes) = config_of(&req, &root)?;
     let cfg = parse_config(&config_path, &config_bytes, req.clan_dir)?;
     if !req.allow_insecure_fixture_keys {
         // A config given now (a stored one was checked when it was given).
         let given = req.config.is_some().then_some(&cfg);
         config::fixtures::check(&config_path, given, req.admins.as_deref().unwrap_or_default())?;
     }
-    if let (Some(_), Some(old_bytes)) = (req.config, old_tree.get(CONFIG).filter(|_| verified.is_some())) {
+    let old_config = root.get(CONFIG).filter(|b| verified.is_some() && **b != config_bytes);
+    if let (Some(_), Some(old_bytes)) = (req.config, old_config) {
         let mut old_cfg = config::parse(&req.dir.join(CONFIG), &String::from_utf8_lossy(old_bytes))?;
         // The stored config keeps `clan:<machine>`: compare the keys it meant,
         // as far as the clan directory still has them (else the text as stored).
@@ -217,9 +220,9 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if let Some(r) = &req.rotate {
         r.check(&plan).map_err(Error::Usage)?;
     }
-    let mut existing = Existing::from_tree(old_tree)?;
+    let mut existing = Existing::open(req.dir, &root)?;
     let flows_before = existing.manifest.as_ref().map(|m| m.flows.clone()).unwrap_or_default();
-    let gov = Governance::from_tree(&existing.tree)?;
+    let gov = Governance::from_tree(&root)?;
     let admins: Vec<String> = match &req.admins {
         Some(a) => a.clone(),
         None => existing
@@ -293,7 +296,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let mut operator: Option<KeyPair> = None;
     if let (Some(change), Some(g)) = (change, gov.as_mut()) {
         let m = existing.manifest.as_ref().expect("checked above");
-        let op = operator_key(&existing.tree, m, &identity)?;
+        let op = operator_key_of(&existing, m, &identity)?;
         details = change(g, m)?;
         g.resign(&op, req.now);
         operator = Some(op);
@@ -326,52 +329,62 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         config_json: config_bytes,
         format,
     };
-    let mut tree = generate::build(&plan, &ctx, &existing)?;
-    trace.mark("reconcile, sign and encrypt", "writing the store");
+    let built = generate::build(&plan, &ctx, &mut existing).map_err(|e| untrusted(req.dir, e))?;
+    trace.mark(
+        &format!("reconcile, sign and encrypt ({} file(s) of the old store read)", existing.files_read()),
+        "writing the store",
+    );
+    let mut changes = built.changes(&existing, root.get(MANIFEST).map(Vec::as_slice));
+    let new_manifest = &built.manifest;
+    let manifest_bytes = &built.files[MANIFEST];
 
     // Record the change in the audit log, signed by the owner.
-    let store_changed = tree
-        .iter()
-        .filter(|(k, _)| !k.starts_with("governance/"))
-        .ne(existing.tree.iter().filter(|(k, _)| !k.starts_with("governance/")));
-    let new_manifest = Manifest::parse(&tree[MANIFEST]).expect("just built");
-    let recipient_changes = recipient_changes(existing.manifest.as_ref(), &new_manifest);
+    let store_changed = !changes.is_empty();
+    let recipient_changes = recipient_changes(existing.manifest.as_ref(), new_manifest);
     let actor =
         gov.as_ref().map_or_else(|| plan.owner_id.clone().unwrap_or_else(|| "owner".into()), |g| actor(g, &identity));
+    let summary = |details: serde_json::Value| summary(&changes, details);
     let gov = match gov {
         None => {
-            let op = operator_key(&tree, &new_manifest, &identity)?;
+            let op = operator_key_of_built(&built, &identity)?;
             let owner_id = plan.owner_id.clone().unwrap_or_else(|| "owner".into());
             let owner_name = plan.owner_name.clone().unwrap_or_else(|| owner_id.clone());
             let mut g = Governance::init(&owner_id, &owner_name, &identity.recipients[0], &op, req.now);
             let init = serde_json::json!({"org_id": g.ownership.org_id, "owner_recipient": identity.recipients[0]});
-            g.record(&op, req.now, &owner_id, "init", init, &tree[MANIFEST]);
-            g.record(&op, req.now, &owner_id, req.action, summary(&tree, &existing.tree, details), &tree[MANIFEST]);
+            g.record(&op, req.now, &owner_id, "init", init, manifest_bytes);
+            g.record(&op, req.now, &owner_id, req.action, summary(details), manifest_bytes);
             Some(g)
         }
         Some(mut g) if store_changed || operator.is_some() => {
             let op = match operator.take() {
                 Some(op) => op,
-                None => operator_key(&tree, &new_manifest, &identity)?,
+                None => operator_key_of(&existing, existing.manifest.as_ref().expect("an existing store"), &identity)?,
             };
-            g.record(&op, req.now, &actor, req.action, summary(&tree, &existing.tree, details), &tree[MANIFEST]);
+            g.record(&op, req.now, &actor, req.action, summary(details), manifest_bytes);
             Some(g)
         }
         other => other,
     };
+    // The new root state: the root manifest and the governance record.
+    let mut head: Tree = [(MANIFEST.to_string(), manifest_bytes.clone())].into();
     if let Some(g) = &gov {
-        tree.extend(g.to_files());
+        for (path, bytes) in g.to_files() {
+            if root.get(&path) != Some(&bytes) {
+                changes.put.insert(path.clone(), bytes.clone());
+            }
+            head.insert(path, bytes);
+        }
     }
-    let old = existing.manifest.as_ref().map(|m| (m, &existing.tree));
-    let changes = crate::changes::diff(old, &new_manifest, &tree, rotating);
-    let destructive = changes.destructive.clone();
+    let files_changed = changes.put.len() + changes.remove.len();
+    let changes_report = crate::changes::diff(existing.manifest.as_ref(), new_manifest, files_changed, rotating);
+    let destructive = changes_report.destructive.clone();
     let outcome = |report| Outcome {
         plan,
         report,
         identity_created: created,
         owner_recipient: identity.recipients[0].clone(),
         recipient_changes,
-        changes,
+        changes: changes_report,
         flows_before,
     };
     if req.dry_run {
@@ -388,11 +401,15 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     // a pin of nothing, harmless); an existing one after (a run killed in between
     // leaves the pin behind the store's head, which a later run sees as an extension).
     if verified.is_none() {
-        trust::advance(req.pins, req.dir, &tree)?;
+        trust::advance(req.pins, req.dir, &head)?;
     }
-    let report = store::write_tree(req.dir, &tree, &existing.tree)?;
+    let report = if existing.manifest.is_none() {
+        store::write_tree(req.dir, &changes.put, &Tree::new())?
+    } else {
+        store::journal::apply(req.dir, &changes)?
+    };
     if verified.is_some() {
-        trust::advance(req.pins, req.dir, &tree)?;
+        trust::advance(req.pins, req.dir, &head)?;
     }
     trace.mark("write", "");
     Ok(outcome(report))
@@ -411,7 +428,7 @@ fn open_for_write(dir: &Utf8Path, pins: &Pins) -> Result<(Tree, Manifest, Govern
     if tree.is_empty() {
         return Err(Error::Usage(format!("{dir}: no store here (missing or empty)")));
     }
-    trust::check_for_write(dir, &tree, pins)?;
+    trust::check_whole_for_write(dir, &tree, pins)?;
     let m = manifest_of(dir, &tree)?;
     let g = Governance::from_tree(&tree)?.ok_or_else(|| Error::Usage(format!("{dir}: no governance")))?;
     Ok((tree, m, g))
@@ -441,9 +458,9 @@ fn append_audit(
     trust::advance(pins, dir, &new)
 }
 
-fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json::Value {
-    let changed = new.iter().filter(|(k, v)| !k.starts_with("governance/") && old.get(*k) != Some(*v)).count();
-    let removed = old.keys().filter(|k| !k.starts_with("governance/") && !new.contains_key(*k)).count();
+fn summary(changes: &store::Changes, mut details: serde_json::Value) -> serde_json::Value {
+    let changed = changes.put.keys().filter(|k| !k.starts_with("governance/")).count();
+    let removed = changes.remove.iter().filter(|k| !k.starts_with("governance/")).count();
     if let Some(o) = details.as_object_mut() {
         o.insert("files_changed".into(), changed.into());
         o.insert("files_removed".into(), removed.into());
@@ -451,15 +468,39 @@ fn summary(new: &Tree, old: &Tree, mut details: serde_json::Value) -> serde_json
     details
 }
 
+/// A file the signed manifest vouches for turned out different: the store is refused.
+fn untrusted(dir: &Utf8Path, e: GenerateError) -> Error {
+    match e {
+        GenerateError::Tampered(p) => Error::Untrusted { dir: dir.to_string(), problems: vec![p] },
+        other => other.into(),
+    }
+}
+
+/// [`operator_key`] of a store read on demand.
+fn operator_key_of(existing: &Existing, m: &Manifest, identity: &Identity) -> Result<KeyPair, Error> {
+    let entry = m.key("operator", "", "").ok_or_else(|| Error::Usage("the store has no operator key".into()))?;
+    let ct = existing.read(&entry.path)?.ok_or_else(|| Error::Usage(format!("{}: missing", entry.path)))?;
+    operator_seed(&ct, &entry.path, identity)
+}
+
+/// [`operator_key`] of a store just built (a new one: its keys are all new).
+fn operator_key_of_built(built: &generate::Built, identity: &Identity) -> Result<KeyPair, Error> {
+    operator_key(&built.files, &built.manifest, identity)
+}
+
 /// The operator identity key, which only the owner (and admins) can decrypt.
 pub fn operator_key(tree: &Tree, m: &Manifest, identity: &Identity) -> Result<KeyPair, Error> {
     let entry = m.key("operator", "", "").ok_or_else(|| Error::Usage("the store has no operator key".into()))?;
     let ct = tree.get(&entry.path).ok_or_else(|| Error::Usage(format!("{}: missing", entry.path)))?;
+    operator_seed(ct, &entry.path, identity)
+}
+
+fn operator_seed(ct: &[u8], path: &str, identity: &Identity) -> Result<KeyPair, Error> {
     let plain = identity.decrypt(ct).map_err(|_| {
-        GovernanceError::NotMaster(format!("{} cannot decrypt the operator key ({})", identity.path, entry.path))
+        GovernanceError::NotMaster(format!("{} cannot decrypt the operator key ({path})", identity.path))
     })?;
     KeyPair::from_seed(String::from_utf8_lossy(&plain).trim())
-        .map_err(|e| Error::Usage(format!("{}: not a seed: {e}", entry.path)))
+        .map_err(|e| Error::Usage(format!("{path}: not a seed: {e}")))
 }
 
 /// The role of an identity in a store.
@@ -639,9 +680,10 @@ fn actor(g: &Governance, identity: &Identity) -> String {
 }
 
 fn manifest_of(dir: &Utf8Path, tree: &Tree) -> Result<Manifest, Error> {
-    let bytes =
-        tree.get(MANIFEST).ok_or_else(|| Error::Usage(format!("{dir}: not a clan-nats store (no {MANIFEST})")))?;
-    Manifest::parse(bytes).map_err(|e| Error::Usage(format!("{dir}/{MANIFEST}: {e}")))
+    if !tree.contains_key(MANIFEST) {
+        return Err(Error::Usage(format!("{dir}: not a clan-nats store (no {MANIFEST})")));
+    }
+    Manifest::from_tree(tree).map_err(|e| Error::Usage(format!("{dir}/{e}")))
 }
 
 /// `vault request-key`: the seed of one key, for the owner only. Anyone else
@@ -731,7 +773,7 @@ pub fn init(
             path,
         });
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: crate::manifest::FORMAT,
         generator: "clan-nats".into(),
         layout: crate::store::Format::Nsc,
@@ -750,8 +792,11 @@ pub fn init(
         keys,
         secrets,
         files: tree.iter().map(|(k, v)| (k.clone(), crate::manifest::file_digest(v))).collect(),
+        server_inputs: String::new(),
     };
-    tree.insert(MANIFEST.into(), manifest.to_bytes());
+    for (path, bytes) in manifest.to_files() {
+        tree.insert(path, bytes);
+    }
     let mut g = Governance::init(owner_id, owner_name, &owner.text, &op, now);
     let details = serde_json::json!({"org_id": g.ownership.org_id, "owner_recipient": owner.text});
     g.record(&op, now, owner_id, "init", details, &tree[MANIFEST]);

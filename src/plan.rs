@@ -74,7 +74,7 @@ pub struct RolePlan {
     pub template: UserPermissionLimits,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UserPlan {
     pub name: String,
     /// The unit the person belongs to (empty for the system user).

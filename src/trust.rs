@@ -90,11 +90,20 @@ pub fn head_problems(g: &Governance, pin: &Pin) -> Vec<String> {
     }
 }
 
-/// Check DIR's tree before a command writes to it. An empty tree (a new store)
-/// is `Ok(None)`. Anything else must be a store pinned on this machine, in
+/// Check DIR's root ([`crate::store::read_root`], or the whole tree) before a
+/// command writes to it. No store at all (a new one) is `Ok(None)`. Anything else must be a store pinned on this machine, in
 /// exactly the state its owner signed; otherwise nothing may be written (exit 3).
 pub fn check_for_write(dir: &Utf8Path, tree: &Tree, pins: &Pins) -> Result<Option<Verified>, Error> {
-    if tree.is_empty() {
+    check(dir, tree, pins, false)
+}
+
+/// [`check_for_write`] of a whole tree ([`crate::store::read_tree`]): every file too.
+pub fn check_whole_for_write(dir: &Utf8Path, tree: &Tree, pins: &Pins) -> Result<Option<Verified>, Error> {
+    check(dir, tree, pins, true)
+}
+
+fn check(dir: &Utf8Path, tree: &Tree, pins: &Pins, whole: bool) -> Result<Option<Verified>, Error> {
+    if tree.is_empty() && !crate::store::has_store_entries(dir) {
         // A new store may go into an empty directory, or one holding only
         // dotfiles (a `git init`-ed one); anything else is someone's data.
         let strangers: Vec<String> =
@@ -145,7 +154,11 @@ pub fn check_for_write(dir: &Utf8Path, tree: &Tree, pins: &Pins) -> Result<Optio
         ));
     }
     r.problems.extend(head_problems(&g, pin));
-    verify::signed_state(tree, Some(&pin.operator), &mut r);
+    if whole {
+        verify::signed_state(tree, Some(&pin.operator), &mut r);
+    } else {
+        verify::signed_root(tree, Some(&pin.operator), &mut r);
+    }
     if !r.problems.is_empty() {
         return Err(Error::Untrusted { dir: dir.to_string(), problems: r.problems });
     }

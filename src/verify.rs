@@ -136,22 +136,42 @@ pub fn verify_tree(tree: &Tree, identity: Option<&Identity>, trusted: Option<&st
 /// gives it, and every secret's recipients are what governance allows.
 /// Returns the manifest when it could be read at all.
 pub fn signed_state(tree: &Tree, operator: Option<&str>, r: &mut Report) -> Option<Manifest> {
+    signed(tree, operator, true, r)
+}
+
+/// [`signed_state`] of a store's root alone (its root manifest, governance and
+/// whatever else `tree` holds of it), before a command that writes: what the
+/// command then reads is checked file by file against the manifest
+/// ([`crate::generate::Existing::read`]). The manifest returned is the root.
+pub fn signed_root(tree: &Tree, operator: Option<&str>, r: &mut Report) -> Option<Manifest> {
+    signed(tree, operator, false, r)
+}
+
+fn signed(tree: &Tree, operator: Option<&str>, whole: bool, r: &mut Report) -> Option<Manifest> {
     let Some(mbytes) = tree.get(MANIFEST) else {
         r.bad(MANIFEST, "missing");
         return None;
     };
     let m = match Manifest::parse(mbytes) {
-        Ok(m) => m,
         Err(e) => {
             r.bad(MANIFEST, format!("not a valid manifest: {e}"));
             return None;
         }
+        Ok(m) if !whole => m,
+        // Format 2: every account manifest, each against the root's digest of it.
+        Ok(_) => match Manifest::from_tree(tree) {
+            Ok(m) => m,
+            Err(e) => {
+                r.problems.push(e);
+                return None;
+            }
+        },
     };
     let key = operator.unwrap_or(&m.operator.public_key);
     if m.operator.public_key != key {
         r.bad(MANIFEST, format!("the store's operator is {}, not the trusted operator {key}", m.operator.public_key));
     }
-    check_digests(tree, &m, r);
+    check_digests(tree, &m, whole, r);
     governance(tree, mbytes, &m, key, r);
     recipients(tree, &m, r);
     Some(m)
@@ -293,9 +313,16 @@ fn text<'t>(tree: &'t Tree, path: &str, r: &mut Report) -> Option<&'t str> {
     }
 }
 
-fn check_digests(tree: &Tree, m: &Manifest, r: &mut Report) {
+fn check_digests(tree: &Tree, m: &Manifest, whole: bool, r: &mut Report) {
     for (path, bytes) in tree {
         if path == MANIFEST || path.starts_with("governance/") {
+            continue;
+        }
+        if path.starts_with(&format!("{}/", manifest::ACCOUNT_DIR)) {
+            // Checked against the root's digest when loaded; anything else there is a stranger.
+            if !m.accounts.iter().any(|a| a.manifest == *path) {
+                r.bad(path, "not the manifest of any account (unexpected file)");
+            }
             continue;
         }
         match m.files.get(path) {
@@ -306,7 +333,7 @@ fn check_digests(tree: &Tree, m: &Manifest, r: &mut Report) {
             Some(_) => {}
         }
     }
-    for path in m.files.keys() {
+    for path in m.files.keys().filter(|_| whole) {
         if !tree.contains_key(path) {
             r.bad(path, "listed in the manifest but missing");
         }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use nkeys::KeyPair;
 
-use super::{decide, Builder, GenerateError, Issue, Key};
+use super::{decide, AccountKeys, Builder, GenerateError, Issue, Key};
 use crate::jwt::{AccountClaims, ActivationClaims, Export, Import};
 use crate::plan::Plan;
 use crate::wiring::subject::overlaps;
@@ -20,19 +20,21 @@ use crate::wiring::subject::overlaps;
 pub(super) type AccountWiring = BTreeMap<String, (Vec<Export>, Vec<Import>)>;
 
 impl Builder<'_> {
-    pub(super) fn wiring(&self, plan: &Plan, account_keys: &[(Key, Key)]) -> Result<AccountWiring, GenerateError> {
+    pub(super) fn wiring(&self, plan: &Plan, account_keys: &[AccountKeys]) -> Result<AccountWiring, GenerateError> {
         let w = &plan.wiring;
+        if w.exports.is_empty() && w.flows.is_empty() {
+            return Ok(AccountWiring::new());
+        }
         let keys: HashMap<&str, (&Key, &Key)> =
-            plan.accounts.iter().zip(account_keys).map(|(a, (k, sk))| (a.name.as_str(), (k, sk))).collect();
+            plan.accounts.iter().zip(account_keys).map(|(a, k)| (a.name.as_str(), (&k.id, &k.signing))).collect();
         let public = |name: &str| keys[name].0.entry.public_key.clone();
         // The previous account JWTs (only files whose digest the old manifest vouches for).
-        let old: Vec<AccountClaims> = self
-            .existing
-            .manifest
-            .iter()
-            .flat_map(|m| &m.accounts)
-            .filter_map(|e| self.old_jwt(&e.jwt).and_then(|t| AccountClaims::decode(t).ok()))
-            .collect();
+        let mut old: Vec<AccountClaims> = Vec::new();
+        for e in self.existing.manifest.iter().flat_map(|m| &m.accounts) {
+            if let Some(c) = self.old_jwt(&e.jwt)?.and_then(|t| AccountClaims::decode(&t).ok()) {
+                old.push(c);
+            }
+        }
         let old_by_name: HashMap<&str, &AccountClaims> = old.iter().map(|c| (c.std.name.as_str(), c)).collect();
 
         // Exports, with the revocations they carry over and the imports that disappeared.

@@ -1,15 +1,13 @@
-//! The whole store as a map of relative path → bytes, read from and written to
-//! disk atomically: the new tree is built beside DIR and swapped in with one
-//! `renameat2(RENAME_EXCHANGE)`, so DIR is always either the old store or the
-//! new one, whatever moment the process dies at.
+//! The store as a map of relative path → bytes, read from and written to disk
+//! atomically: a new store is built beside DIR and renamed into place; a
+//! change to an existing one goes through the journal of [`super::journal`].
+//! Either way DIR is the old store or the new one to every clan-nats reader,
+//! whatever moment the process dies at.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -31,7 +29,7 @@ pub enum StoreError {
     Locked { dir: Utf8PathBuf, holder: String },
 }
 
-fn io_err(path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+pub(super) fn io_err(path: &Utf8Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
@@ -49,7 +47,7 @@ pub struct WriteReport {
 /// The top-level names a store owns. Everything else in DIR (`.git`, a
 /// `README.md`, a `notes/` folder, any dotfile) is the user's: never read,
 /// never removed, carried over unchanged (same inodes) by every write.
-pub const MANAGED: [&str; 6] = ["manifest.json", "config.json", "governance", "nsc", "server", "nats"];
+pub const MANAGED: [&str; 7] = ["manifest.json", "manifest.d", "config.json", "governance", "nsc", "server", "nats"];
 
 /// Is a top-level name of DIR one the store owns?
 pub fn is_managed(top: &str) -> bool {
@@ -82,6 +80,7 @@ pub fn foreign_entries(dir: &Utf8Path) -> Result<Vec<String>, StoreError> {
 /// Read every file of the store in `dir` (the [`MANAGED`] entries; the
 /// user's files beside them are not read). A missing `dir` is an empty tree.
 pub fn read_tree(dir: &Utf8Path) -> Result<Tree, StoreError> {
+    finish_interrupted(dir)?;
     let mut tree = Tree::new();
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(tree),
@@ -129,13 +128,59 @@ fn walk(root: &Utf8Path, rel: &str, files: &mut Vec<String>) -> Result<(), Store
     Ok(())
 }
 
+/// A reader that finds a killed write's journal finishes it first, under the
+/// lock (which does it), so that it never sees half of a write.
+fn finish_interrupted(dir: &Utf8Path) -> Result<(), StoreError> {
+    if super::journal::journal_dir(dir).join("journal").exists() {
+        drop(lock(dir)?);
+    }
+    Ok(())
+}
+
+/// Read only the files a reconcile needs first: the root manifest, the
+/// stored config and the governance record. Everything else is read on
+/// demand (see [`crate::generate::Existing`]).
+pub fn read_root(dir: &Utf8Path) -> Result<Tree, StoreError> {
+    finish_interrupted(dir)?;
+    let mut tree = Tree::new();
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(tree),
+        Err(e) => return Err(io_err(dir)(e)),
+        Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.to_owned())),
+        Ok(_) => {}
+    }
+    let mut files = Vec::new();
+    for top in [super::MANIFEST, "config.json"] {
+        match fs::symlink_metadata(dir.join(top)) {
+            Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.join(top))),
+            Ok(m) if m.is_file() => files.push(top.to_string()),
+            _ => {}
+        }
+    }
+    match fs::symlink_metadata(dir.join("governance")) {
+        Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.join("governance"))),
+        Ok(m) if m.is_dir() => walk(dir, "governance", &mut files)?,
+        _ => {}
+    }
+    for rel in files {
+        let path = dir.join(&rel);
+        tree.insert(rel, fs::read(&path).map_err(io_err(&path))?);
+    }
+    Ok(tree)
+}
+
+/// Whether `dir` holds any of the store's entries.
+pub fn has_store_entries(dir: &Utf8Path) -> bool {
+    MANAGED.iter().any(|m| fs::symlink_metadata(dir.join(m)).is_ok())
+}
+
 /// The prefix of the sibling directories a write uses; leftovers of a killed
 /// run are removed by the next one.
 fn temp_prefix(dir: &Utf8Path) -> String {
     format!(".{}.clan-nats-", dir.file_name().unwrap_or("store"))
 }
 
-fn parent_of(dir: &Utf8Path) -> Utf8PathBuf {
+pub(super) fn parent_of(dir: &Utf8Path) -> Utf8PathBuf {
     match dir.parent() {
         Some(p) if !p.as_str().is_empty() => p.to_owned(),
         _ => Utf8PathBuf::from("."),
@@ -153,7 +198,8 @@ pub fn clean_leftovers(dir: &Utf8Path) -> Result<(), StoreError> {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     for e in entries.flatten() {
-        if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+        let journal = super::journal::journal_dir(dir);
+        if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix) && Some(n) != journal.file_name()) {
             let ours = fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me);
             if !ours {
                 continue;
@@ -167,15 +213,14 @@ pub fn clean_leftovers(dir: &Utf8Path) -> Result<(), StoreError> {
 }
 
 /// Make `dir` hold exactly `new`. `old` is what `dir` holds now (from
-/// [`read_tree`]). Unchanged files are hard-linked from the old tree (they are
-/// never modified in place), changed ones written; then the two trees are
-/// swapped atomically and the old one removed. If `dir` already equals `new`,
-/// nothing is written at all.
+/// [`read_tree`]). A new store is built beside `dir` and renamed into place;
+/// an existing one gets only the files that differ, through the journal
+/// ([`super::journal::apply`]). If `dir` already equals `new`, nothing is
+/// written at all. The caller holds the store's [`lock`].
 pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport, StoreError> {
     clean_leftovers(dir)?;
-    let existed = dir.exists();
-    if existed && new == old {
-        return Ok(WriteReport::default());
+    if dir.exists() {
+        return super::journal::apply(dir, &super::journal::Changes::between(old, new));
     }
     let parent = parent_of(dir);
     fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(&parent).map_err(io_err(&parent))?;
@@ -183,8 +228,6 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
     let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
         .map_err(|p| StoreError::NotUtf8(p.to_string_lossy().into()))?;
     set_mode(&tmp_path, DIR_MODE)?;
-
-    let mut report = WriteReport { swapped: true, ..Default::default() };
     // Directories first (sequentially, each once), then the files in parallel.
     let mut dirs = std::collections::BTreeSet::new();
     for rel in new.keys() {
@@ -203,61 +246,14 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
     }
     let chmod = needs_chmod();
     use rayon::prelude::*;
-    let written: Vec<Option<String>> = new
-        .par_iter()
-        .map(|(rel, bytes)| {
-            let target = tmp_path.join(rel);
-            if old.get(rel) == Some(bytes) && fs::hard_link(dir.join(rel), &target).is_ok() {
-                return Ok(None);
-            }
-            write_file(&target, bytes, chmod)?;
-            Ok(Some(rel.clone()))
-        })
-        .collect::<Result<_, StoreError>>()?;
-    report.written = written.into_iter().flatten().collect();
-    report.removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
-    if existed {
-        // The user's entries go over unchanged: hard links to the same inodes.
-        for name in foreign_entries(dir)? {
-            link_into(&dir.join(&name), &tmp_path.join(&name))?;
-        }
-    }
+    new.par_iter().map(|(rel, bytes)| write_file(&tmp_path.join(rel), bytes, chmod)).collect::<Result<(), _>>()?;
     sync_filesystem(&tmp_path)?;
-
-    if existed {
-        exchange(&tmp_path, dir)?;
-        // tmp now holds the old tree; dropping the TempDir removes it.
-        drop(tmp);
-    } else {
-        let kept = tmp.keep();
-        fs::rename(&kept, dir).map_err(io_err(dir))?;
-    }
+    let kept = tmp.keep();
+    fs::rename(&kept, dir).map_err(io_err(dir))?;
     if let Ok(f) = fs::File::open(&parent) {
         let _ = f.sync_all();
     }
-    Ok(report)
-}
-
-/// Recreate `src` at `dst` without copying data: files are hard-linked (the
-/// same inode, so a git repository in DIR does not notice), directories made
-/// anew with the same mode, symbolic links re-created.
-fn link_into(src: &Utf8Path, dst: &Utf8Path) -> Result<(), StoreError> {
-    let meta = fs::symlink_metadata(src).map_err(io_err(src))?;
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(src).map_err(io_err(src))?;
-        std::os::unix::fs::symlink(target, dst).map_err(io_err(dst))
-    } else if meta.is_dir() {
-        fs::create_dir(dst).map_err(io_err(dst))?;
-        for e in fs::read_dir(src).map_err(io_err(src))? {
-            let e = e.map_err(io_err(src))?;
-            let name = e.file_name();
-            let name = name.to_str().ok_or_else(|| StoreError::NotUtf8(format!("{src}/{}", name.to_string_lossy())))?;
-            link_into(&src.join(name), &dst.join(name))?;
-        }
-        set_mode(dst, meta.permissions().mode() & 0o7777)
-    } else {
-        fs::hard_link(src, dst).map_err(io_err(dst))
-    }
+    Ok(WriteReport { swapped: true, written: new.keys().cloned().collect(), removed: Vec::new() })
 }
 
 /// An exclusive lock on a store, held while a command reads, decides and
@@ -328,16 +324,21 @@ pub fn lock(dir: &Utf8Path) -> Result<Lock, StoreError> {
         }
         f.set_len(0).and_then(|_| f.rewind()).map_err(io_err(&path))?;
         write!(f, "{}", std::process::id()).map_err(io_err(&path))?;
-        return Ok(Lock { file: Some(f), path });
+        let lock = Lock { file: Some(f), path };
+        // A write killed after its commit point is finished before anything else.
+        if let Some(n) = super::journal::recover(dir)? {
+            eprintln!("clan-nats: {dir}: finished a write that was interrupted ({n} file(s))");
+        }
+        return Ok(lock);
     }
 }
 
-fn set_mode(path: &Utf8Path, mode: u32) -> Result<(), StoreError> {
+pub(super) fn set_mode(path: &Utf8Path, mode: u32) -> Result<(), StoreError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
 }
 
 /// Whether the process umask removes bits of [`FILE_MODE`], so that files need an explicit chmod.
-fn needs_chmod() -> bool {
+pub(super) fn needs_chmod() -> bool {
     // SAFETY: umask only swaps the process mask; it is restored at once.
     let mask = unsafe {
         let m = libc::umask(0o022);
@@ -347,7 +348,7 @@ fn needs_chmod() -> bool {
     (mask as u32) & FILE_MODE != 0
 }
 
-fn write_file(path: &Utf8Path, bytes: &[u8], chmod: bool) -> Result<(), StoreError> {
+pub(super) fn write_file(path: &Utf8Path, bytes: &[u8], chmod: bool) -> Result<(), StoreError> {
     let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path).map_err(io_err(path))?;
     f.write_all(bytes).map_err(io_err(path))?;
     if chmod {
@@ -356,12 +357,8 @@ fn write_file(path: &Utf8Path, bytes: &[u8], chmod: bool) -> Result<(), StoreErr
     Ok(())
 }
 
-fn cstr(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL")
-}
-
 /// Flush the new tree to the disk with one `syncfs` instead of an fsync per file.
-fn sync_filesystem(dir: &Utf8Path) -> Result<(), StoreError> {
+pub(super) fn sync_filesystem(dir: &Utf8Path) -> Result<(), StoreError> {
     let f = fs::File::open(dir).map_err(io_err(dir))?;
     #[cfg(target_os = "linux")]
     {
@@ -374,37 +371,6 @@ fn sync_filesystem(dir: &Utf8Path) -> Result<(), StoreError> {
     #[cfg(not(target_os = "linux"))]
     f.sync_all().map_err(io_err(dir))?;
     Ok(())
-}
-
-/// Atomically exchange two directories (Linux `renameat2(RENAME_EXCHANGE)`).
-#[cfg(target_os = "linux")]
-fn exchange(a: &Utf8Path, b: &Utf8Path) -> Result<(), StoreError> {
-    let (ca, cb) = (cstr(a.as_std_path()), cstr(b.as_std_path()));
-    // SAFETY: valid NUL-terminated paths; AT_FDCWD resolves them relative to the cwd.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc != 0 {
-        return Err(io_err(b)(io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-/// Elsewhere: two renames. A crash between them leaves the old tree in the
-/// `.clan-nats-old` sibling, which the next run does not delete blindly.
-#[cfg(not(target_os = "linux"))]
-fn exchange(a: &Utf8Path, b: &Utf8Path) -> Result<(), StoreError> {
-    let aside = Utf8PathBuf::from(format!("{}.clan-nats-old", b));
-    fs::rename(b, &aside).map_err(io_err(b))?;
-    fs::rename(a, b).map_err(io_err(b))?;
-    fs::rename(&aside, a).map_err(io_err(a))
 }
 
 #[cfg(test)]
