@@ -385,6 +385,23 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The whole manifest of the store in `dir` (the root and every account
+    /// manifest, each checked against its parent's digest of it). It does not
+    /// check the store's signatures: that is `clan-nats verify`.
+    pub fn read_dir(dir: &std::path::Path) -> Result<Manifest, String> {
+        use crate::store::MANIFEST;
+        let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: {e}"));
+        let mut m = Manifest::parse(&read(MANIFEST)?).map_err(|e| format!("{MANIFEST}: {e}"))?;
+        for i in 0..m.accounts.len() {
+            if m.needs_load(i) {
+                let bytes = read(&account_manifest_path(&m.accounts[i].name))?;
+                m.load_account(i, &bytes)?;
+            }
+        }
+        m.finish_load();
+        Ok(m)
+    }
+
     /// After every account is loaded: sort the keys as they are written, and
     /// derive each host's creds from the users' hosts.
     pub fn finish_load(&mut self) {

@@ -176,12 +176,20 @@ fn parse_config(path: &Utf8Path, bytes: &[u8], clan_dir: Option<&Utf8Path>) -> R
 /// sign, encrypt → governance → atomic write → advance the pin.
 pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outcome, Error> {
     let trace = Trace::new();
-    let _lock = store::lock(req.dir)?;
+    let mut lock = store::lock(req.dir)?;
+    let started = lock.stamp();
     // The root of the store (manifest, governance, config); the rest is read
     // when needed, each file against the digest the verified root vouches for.
     let root = store::read_root(req.dir)?;
     // Nothing of DIR is used before it is checked against this machine's pin.
     let verified = trust::check_for_write(req.dir, &root, req.pins)?;
+    let mut existing = Existing::open(req.dir, &root)?;
+    // What changed in DIR since this machine last saw it whole is checked too,
+    // also in the accounts this run will not open.
+    let rescanned = match &verified {
+        Some(v) => trust::edited(req.dir, req.pins, v, &mut existing)?,
+        None => false,
+    };
     trace.mark("read and verify the existing store", "validating the config");
     // Everything that can be wrong with the input is checked before anything is written.
     let (config_path, config_bytes) = config_of(&req, &root)?;
@@ -220,7 +228,6 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if let Some(r) = &req.rotate {
         r.check(&plan).map_err(Error::Usage)?;
     }
-    let mut existing = Existing::open(req.dir, &root)?;
     let flows_before = existing.manifest.as_ref().map(|m| m.flows.clone()).unwrap_or_default();
     let gov = Governance::from_tree(&root)?;
     let admins: Vec<String> = match &req.admins {
@@ -390,6 +397,13 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     if req.dry_run {
         return Ok(outcome(WriteReport::default()));
     }
+    if changes.is_empty() {
+        // Nothing to write; what had changed in DIR was checked and is as signed.
+        if verified.is_some() {
+            trust::advance_checked(req.pins, req.dir, &head, started.filter(|_| rescanned))?;
+        }
+        return Ok(outcome(WriteReport::default()));
+    }
     if !destructive.is_empty() && !(req.confirm)("these changes stop deployed credentials from working", &destructive)?
     {
         return Err(Error::Usage(format!(
@@ -408,9 +422,9 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     } else {
         store::journal::apply(req.dir, &changes)?
     };
-    if verified.is_some() {
-        trust::advance(req.pins, req.dir, &head)?;
-    }
+    // Every file is now as the new manifest says: from this moment on, a
+    // change is an edit from outside.
+    trust::advance_checked(req.pins, req.dir, &head, lock.stamp())?;
     trace.mark("write", "");
     Ok(outcome(report))
 }

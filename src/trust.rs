@@ -19,7 +19,8 @@ use camino::Utf8Path;
 use crate::error::Error;
 use crate::governance::Governance;
 use crate::manifest::Manifest;
-use crate::store::pin::{Head, Pin, Pins};
+use crate::generate::Existing;
+use crate::store::pin::{Checked, Head, Pin, Pins};
 use crate::store::{Tree, MANIFEST};
 use crate::verify::{self, Report};
 
@@ -190,14 +191,104 @@ pub fn read_problems(tree: &Tree, anchor: &Anchor) -> Vec<String> {
     r.problems
 }
 
-/// After a write: remember the store's new head (and its operator) on this machine.
+/// After a write: remember the store's new head (and its operator) on this
+/// machine, keeping the moment its files were last seen whole.
 pub fn advance(pins: &mut Pins, dir: &Utf8Path, tree: &Tree) -> Result<(), Error> {
+    advance_checked(pins, dir, tree, None)
+}
+
+fn canonical(dir: &Utf8Path) -> String {
+    std::fs::canonicalize(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| dir.to_string())
+}
+
+/// [`advance`], and (with `since`) that every file of DIR unchanged since then
+/// is as its signed manifest says.
+pub fn advance_checked(pins: &mut Pins, dir: &Utf8Path, tree: &Tree, since: Option<i64>) -> Result<(), Error> {
     let Some((g, m)) = org_of(tree)? else { return Ok(()) };
     let Some(head) = g.head() else { return Ok(()) };
-    let shown =
-        std::fs::canonicalize(dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| dir.to_string());
-    let pin = Pin { operator: m.operator.public_key, head_seq: head.seq, head_hash: head.hash, dir: shown };
+    let shown = canonical(dir);
+    let checked = match since {
+        Some(since) => Some(Checked { dir: shown.clone(), since }),
+        None => pins.get(&g.ownership.org_id).and_then(|p| p.checked.clone()),
+    };
+    let pin = Pin { operator: m.operator.public_key, head_seq: head.seq, head_hash: head.hash, dir: shown, checked };
     pins.record(&g.ownership.org_id, pin).map_err(|e| {
         Error::Pin(format!("{dir} was written, but this machine could not record its new audit head: {e}"))
     })
+}
+
+/// Files of DIR edited outside clan-nats since this machine last saw the store
+/// whole (`verified`'s pin), found from their inodes ([`crate::store::scan`])
+/// and checked against the signed manifest: the problems, none if nothing
+/// changed or everything that did is as the manifest says. Without a stamp for
+/// this directory (a new clone), every file is checked. Returns whether
+/// anything had changed (so a new stamp is worth recording).
+pub fn edited(dir: &Utf8Path, pins: &Pins, v: &Verified, existing: &mut Existing) -> Result<bool, Error> {
+    let since = pins
+        .get(&v.org_id)
+        .and_then(|p| p.checked.as_ref())
+        .filter(|c| c.dir == canonical(dir))
+        .map_or(i64::MIN, |c| c.since);
+    let mut changed = crate::store::scan::changed_since(dir, since)?;
+    let top = std::fs::symlink_metadata(dir).map_err(|e| crate::store::StoreError::Io { path: dir.to_owned(), source: e })?;
+    if crate::store::scan::ctime_ns(&top) >= since {
+        changed.dirs.insert(0, String::new());
+    }
+    if changed.is_empty() {
+        return Ok(false);
+    }
+    // Something changed: open the whole manifest, and check what changed against it.
+    let names = existing.manifest.iter().flat_map(|m| &m.accounts).map(|a| a.name.clone()).collect();
+    let mut problems = Vec::new();
+    if let Err(e) = existing.load(&names) {
+        problems.push(e.to_string());
+        return Err(Error::Untrusted { dir: dir.to_string(), problems });
+    }
+    let m = existing.manifest.as_ref().expect("a verified store has a manifest");
+    let mut known: std::collections::BTreeSet<String> = m.files.keys().cloned().collect();
+    known.extend(m.accounts.iter().map(|a| a.manifest.clone()).filter(|p| !p.is_empty()));
+    known.insert(MANIFEST.to_string());
+    for f in &changed.files {
+        if f == MANIFEST || f.starts_with("governance/") || known.contains(f) && f.starts_with("manifest.d/") {
+            continue; // checked by the signatures, or when loaded
+        }
+        match existing.read(f) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("{f}: not listed in the signed manifest (unexpected file)")),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    for d in &changed.dirs {
+        if d == "governance" {
+            continue;
+        }
+        let prefix = if d.is_empty() { String::new() } else { format!("{d}/") };
+        let expected: std::collections::BTreeSet<&str> = known
+            .range(prefix.clone()..)
+            .take_while(|p| p.starts_with(&prefix))
+            .filter_map(|p| p[prefix.len()..].split('/').next())
+            .collect();
+        let path = if d.is_empty() { dir.to_owned() } else { dir.join(d) };
+        let mut actual = std::collections::BTreeSet::new();
+        for e in std::fs::read_dir(&path).map_err(|e| crate::store::StoreError::Io { path: path.clone(), source: e })? {
+            let name = e.map_err(|e| crate::store::StoreError::Io { path: path.clone(), source: e })?.file_name();
+            let name = name.to_string_lossy().into_owned();
+            if d.is_empty() && (!crate::store::tree::is_managed(&name) || name == "governance") {
+                continue;
+            }
+            actual.insert(name);
+        }
+        for name in actual.iter().filter(|n| !expected.contains(n.as_str())) {
+            problems.push(format!("{prefix}{name}: not part of the store the manifest lists (unexpected file)"));
+        }
+        for name in expected.iter().filter(|n| !actual.contains(**n)) {
+            problems.push(format!("{prefix}{name}: listed in the signed manifest but missing"));
+        }
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        problems.dedup();
+        return Err(Error::Untrusted { dir: dir.to_string(), problems });
+    }
+    Ok(true)
 }

@@ -42,7 +42,7 @@ fn a_clan_age_key_becomes_the_hosts_recipient_and_decrypts_its_creds() {
     let (dir, key) = (tmp.path().join("store"), tmp.path().join("owner.key"));
     let out = try_generate(&config, &dir, &key, &["--clan-dir", clan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let m: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Value = serde_json::to_value(clan_nats::manifest::Manifest::read_dir(&dir).unwrap()).unwrap();
     let host = m["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "media1").unwrap();
     assert_eq!(host["recipient"], public_key(&media_key).as_str());
     let creds = host["creds"].as_array().unwrap();
@@ -106,7 +106,7 @@ fn the_sops_key_wins_over_the_openssh_var() {
     let out = try_generate(&config, &dir, &key, &["--clan-dir", clan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recipient = |dir: &Path| -> String {
-        let m: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+        let m: Value = serde_json::to_value(clan_nats::manifest::Manifest::read_dir(&dir).unwrap()).unwrap();
         m["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "media1").unwrap()["recipient"]
             .as_str()
             .unwrap()

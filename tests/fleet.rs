@@ -71,7 +71,7 @@ impl Fleet {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::parse(&std::fs::read(self.dir.join("manifest.json")).unwrap()).unwrap()
+        Manifest::read_dir(&self.dir).unwrap()
     }
 
     fn creds(&self, user: &str) -> String {

@@ -39,7 +39,7 @@ impl Org {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::parse(&std::fs::read(self.dir.join("manifest.json")).unwrap()).unwrap()
+        Manifest::read_dir(&self.dir).unwrap()
     }
 
     fn add_bob(&self) -> PathBuf {
@@ -127,11 +127,11 @@ fn init_then_generate_uses_the_initialised_keys() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created owner identity"));
-    let op = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap().operator.public_key;
+    let op = Manifest::read_dir(&dir).unwrap().operator.public_key;
     let v = run(&["verify", dir.to_str().unwrap(), "--identity", key.to_str().unwrap()]);
     assert!(v.status.success(), "an initialised store verifies: {}", String::from_utf8_lossy(&v.stderr));
     generate(&example(), &dir, &key);
-    let m = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let m = Manifest::read_dir(&dir).unwrap();
     assert_eq!(m.operator.public_key, op, "generate adopts the operator key made by init");
     let o = Ownership::parse(&std::fs::read(dir.join("governance/ownership.json")).unwrap()).unwrap();
     assert_eq!(o.owner_id, "github:alice");

@@ -97,7 +97,7 @@ fn invite_join_accept_then_the_specialist_reads_its_units() {
     let out = run(&["team", "join", "--token", &token, "--identity", org.bob().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let operator = Manifest::parse(&std::fs::read(org.dir.join("manifest.json")).unwrap()).unwrap().operator.public_key;
+    let operator = Manifest::read_dir(&org.dir).unwrap().operator.public_key;
     assert!(
         text.contains(&format!("signed by operator {operator}")),
         "the operator key is shown for an out-of-band check: {text}"
@@ -116,7 +116,7 @@ fn invite_join_accept_then_the_specialist_reads_its_units() {
 
     let out = org.accept(&request, &fingerprint.to_lowercase());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let m = Manifest::parse(&std::fs::read(org.dir.join("manifest.json")).unwrap()).unwrap();
+    let m = Manifest::read_dir(&org.dir).unwrap();
     let bob = Identity::load(&utf8(&org.bob())).unwrap();
     assert_eq!(m.recipients["specialist:github:bob"], bob.recipients[0]);
     for path in m.secrets.keys() {

@@ -68,7 +68,7 @@ impl Store {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::parse(&std::fs::read(self.dir.join("manifest.json")).unwrap()).unwrap()
+        Manifest::read_dir(&self.dir).unwrap()
     }
 
     fn creds(&self, name: &str) -> String {

@@ -54,7 +54,7 @@ impl Fixture {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::parse(&std::fs::read(self.dir.join("manifest.json")).unwrap()).unwrap()
+        Manifest::read_dir(&self.dir).unwrap()
     }
 
     fn files(&self) -> BTreeMap<String, Vec<u8>> {
@@ -111,6 +111,7 @@ fn a_permission_change_reissues_exactly_that_user() {
         [
             "config.json".to_string(),
             "governance/audit.jsonl".to_string(),
+            "manifest.d/core.json".to_string(),
             "manifest.json".to_string(),
             format!("{CORE}/users/person-service.creds.age"),
             format!("{CORE}/users/person-service.jwt"),
@@ -133,7 +134,7 @@ fn adding_and_removing_a_host_re_encrypts_only_that_service() {
     f.generate();
     let after = f.files();
     let git = "nsc/stores/thecowboyai/accounts/development/users/git-service.creds.age";
-    let expected = ["config.json", "governance/audit.jsonl", "manifest.json", git];
+    let expected = ["config.json", "governance/audit.jsonl", "manifest.d/development.json", "manifest.json", git];
     assert_eq!(changed(&before, &after), expected);
     assert!(f.manifest().secrets[git].recipients.contains(&"host:media1".to_string()));
     f.edit(|v| {
@@ -145,7 +146,7 @@ fn adding_and_removing_a_host_re_encrypts_only_that_service() {
     assert_eq!(changed(&after, &again), expected);
     assert!(!f.manifest().secrets[git].recipients.contains(&"host:media1".to_string()));
     // Same recipients and plaintext as at first, but a fresh ciphertext: age is randomized.
-    assert_eq!(f.manifest().secrets[git], Manifest::parse(&before["manifest.json"]).unwrap().secrets[git]);
+    assert_eq!(f.manifest().secrets[git], Manifest::from_tree(&before).unwrap().secrets[git]);
 }
 
 async fn connects(url: &str, creds: &str) -> bool {
@@ -282,7 +283,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     std::fs::copy(&pins, &pristine_pins).unwrap();
     let old = snapshot(&dir);
     let old_keys: Vec<String> =
-        Manifest::parse(&old["manifest.json"].0).unwrap().keys.into_iter().map(|k| k.public_key).collect();
+        Manifest::read_dir(&dir).unwrap().keys.into_iter().map(|k| k.public_key).collect();
 
     // How long a full rotation of every user of one account takes, to spread the kills over it.
     let args = |d: &Path| {
@@ -303,8 +304,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let t = std::time::Instant::now();
     assert!(bin_pinned(&pins).args(args(&probe)).stdout(std::process::Stdio::null()).status().unwrap().success());
     let full = t.elapsed();
-    let new_keys: Vec<String> = Manifest::parse(&std::fs::read(probe.join("manifest.json")).unwrap())
-        .unwrap()
+    let new_keys: Vec<String> = Manifest::read_dir(&probe).unwrap()
         .keys
         .into_iter()
         .map(|k| k.public_key)
@@ -329,8 +329,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         }
         let out = bin_pinned(&pins).args(&verify).output().unwrap();
         assert!(out.status.success(), "kill after {delay:?}: verify failed: {}", String::from_utf8_lossy(&out.stderr));
-        let keys: Vec<String> = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap())
-            .unwrap()
+        let keys: Vec<String> = Manifest::read_dir(&dir).unwrap()
             .keys
             .into_iter()
             .map(|k| k.public_key)
@@ -466,7 +465,7 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     let keys = |m: Manifest| -> Vec<(String, String, String, String)> {
         m.keys.into_iter().map(|k| (k.role, k.account, k.user, k.public_key)).collect()
     };
-    let m2 = Manifest::parse(&std::fs::read(dir2.join("manifest.json")).unwrap()).unwrap();
+    let m2 = Manifest::read_dir(&dir2).unwrap();
     assert_eq!(keys(m2), keys(f.manifest()));
     let out = run(&["verify", dir2.to_str().unwrap(), "--identity", key2.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -478,7 +477,7 @@ fn the_flat_format_puts_creds_in_nats_and_stays_flat() {
     let (dir, key) = (tmp.path().join("flat"), tmp.path().join("owner.key"));
     let out = try_generate(&example(), &dir, &key, &["--format", "flat"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let m = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let m = Manifest::read_dir(&dir).unwrap();
     assert_eq!(m.layout, clan_nats::store::Format::Flat);
     let id = Identity::load(&utf8(&key)).unwrap();
     for u in m.accounts.iter().flat_map(|a| &a.users) {

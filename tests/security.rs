@@ -71,7 +71,7 @@ impl Base {
     }
 
     fn manifest(&self) -> Manifest {
-        Manifest::parse(&std::fs::read(self.dir.join("manifest.json")).unwrap()).unwrap()
+        Manifest::read_dir(&self.dir).unwrap()
     }
 }
 
@@ -512,7 +512,7 @@ fn a_config_that_changes_recipients_needs_confirmation() {
     let out =
         ok(bin_pinned(&case.pins).args(generate_args(&path, &case.dir, &case.owner)).arg("--yes").output().unwrap());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("hosts {host:?}: age_recipient")));
-    let m: Manifest = Manifest::parse(&std::fs::read(case.dir.join("manifest.json")).unwrap()).unwrap();
+    let m: Manifest = Manifest::read_dir(&case.dir).unwrap();
     assert_eq!(m.recipients[&format!("host:{host}")], base.attacker);
     // The same config again is no change: no question.
     ok(bin_pinned(&case.pins).args(generate_args(&path, &case.dir, &case.owner)).output().unwrap());

@@ -26,7 +26,7 @@ fn store_from(config: &std::path::Path) -> Store {
     let dir = tmp.path().join("store");
     let key = tmp.path().join("owner.key");
     generate(config, &dir, &key);
-    let manifest = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest = Manifest::read_dir(&dir).unwrap();
     let owner = Identity::load(&utf8(&key)).unwrap();
     Store { _tmp: tmp, dir, manifest, owner }
 }

@@ -34,7 +34,7 @@ fn store_from(config: &Path) -> Store {
     let dir = tmp.path().join("store");
     let key = tmp.path().join("owner.key");
     generate(config, &dir, &key);
-    let manifest = Manifest::parse(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest = Manifest::read_dir(&dir).unwrap();
     let owner = Identity::load(&utf8(&key)).unwrap();
     Store { tmp, dir, key, manifest, owner }
 }
@@ -673,7 +673,7 @@ async fn rotating_the_exporter_reissues_its_activations() {
     let out =
         run(&["rotate", "account", "core", "--dir", s.dir.to_str().unwrap(), "--identity", s.key.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let m = Manifest::parse(&std::fs::read(s.dir.join("manifest.json")).unwrap()).unwrap();
+    let m = Manifest::read_dir(&s.dir).unwrap();
     let core = m.account("core").unwrap();
     for importer in ["media", "development"] {
         let after = token(&s, importer);

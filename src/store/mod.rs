@@ -4,6 +4,7 @@
 pub mod journal;
 pub mod layout;
 pub mod pin;
+pub mod scan;
 pub mod tree;
 
 pub use journal::Changes;

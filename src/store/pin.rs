@@ -42,6 +42,20 @@ pub struct Pin {
     /// Informational: where the store was last seen on this machine.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dir: String,
+    /// Every file of the store in `checked.dir` that has not changed since
+    /// `checked.since` is as the signed manifest says (see [`crate::store::scan`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Checked>,
+}
+
+/// A moment after which nothing of a store (in one directory) was seen changing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checked {
+    /// The canonical path of DIR.
+    pub dir: String,
+    /// An inode ctime, in nanoseconds.
+    pub since: i64,
 }
 
 /// The audit head of a store: sequence number and hash of its last entry.
@@ -192,7 +206,7 @@ mod tests {
     use super::*;
 
     fn pin(op: &str, seq: u64) -> Pin {
-        Pin { operator: op.into(), head_seq: seq, head_hash: format!("sha256:{seq}"), dir: String::new() }
+        Pin { operator: op.into(), head_seq: seq, head_hash: format!("sha256:{seq}"), dir: String::new(), checked: None }
     }
 
     #[test]

@@ -264,6 +264,19 @@ pub struct Lock {
     path: Utf8PathBuf,
 }
 
+impl Lock {
+    /// Now, as the filesystem's clock stamps inodes: the lock file is
+    /// rewritten and its ctime read back. `None` without a lock file.
+    pub fn stamp(&mut self) -> Option<i64> {
+        use std::io::Seek;
+        let f = self.file.as_mut()?;
+        f.set_len(0).ok()?;
+        f.rewind().ok()?;
+        write!(f, "{}", std::process::id()).ok()?;
+        f.metadata().ok().map(|m| super::scan::ctime_ns(&m))
+    }
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
         use std::os::unix::fs::MetadataExt;
