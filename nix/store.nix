@@ -49,7 +49,10 @@ rec {
     store: root:
     let
       fail = msg: throw "clan-nats: ${msg}; run clan-nats generate again.";
-      part =
+      show = builtins.toJSON;
+
+      # The file of account entry `a`, checked as clan-nats checks it.
+      read =
         a:
         let
           want = "manifest.d/${a.name}.json";
@@ -58,28 +61,37 @@ rec {
           content = readJSON store rel;
         in
         if rel != want then
-          fail "account \"${a.name}\" of manifest.json: its manifest is ${builtins.toJSON rel}, not \"${want}\""
+          fail "account \"${a.name}\" of manifest.json: its manifest is ${show rel}, not ${want}"
         else if sha != (a.manifest_sha256 or null) then
-          fail "${rel}: sha256 mismatch: manifest.json says ${builtins.toJSON (a.manifest_sha256 or null)}, the file is ${sha}"
+          fail (
+            "${rel}: sha256 mismatch: manifest.json says ${show (a.manifest_sha256 or null)}, "
+            + "the file is ${sha}"
+          )
         else if (content.account or null) != a.name then
-          fail "${rel}: holds account ${builtins.toJSON (content.account or null)}, not \"${a.name}\""
+          fail "${rel}: holds account ${show (content.account or null)}, not \"${a.name}\""
         else
           content;
-      parts = map part root.accounts;
-      accounts = builtins.genList (
-        i: builtins.elemAt root.accounts i // { inherit (builtins.elemAt parts i) users; }
-      ) (builtins.length root.accounts);
+      parts = map (a: {
+        entry = a;
+        content = read a;
+      }) root.accounts;
+      files = [ root ] ++ map (p: p.content) parts;
+
+      accounts = map (p: p.entry // { inherit (p.content) users; }) parts;
       users = builtins.concatMap (a: a.users) accounts;
       # One entry per time a user lists the host, as clan-nats derives it.
       credsOf =
-        name: builtins.concatMap (u: map (_: u.creds) (builtins.filter (h: h == name) (u.hosts or [ ]))) users;
+        name:
+        builtins.concatMap (
+          u: map (_: u.creds) (builtins.filter (h: h == name) (u.hosts or [ ]))
+        ) users;
 
       # `name` of the root and of every account file, combined; absent when
       # none has it.
       merged =
         name: empty: combine:
         let
-          having = builtins.filter (f: f ? ${name}) ([ root ] ++ parts);
+          having = builtins.filter (f: f ? ${name}) files;
         in
         if having == [ ] then
           { }
@@ -90,15 +102,14 @@ rec {
         (k.account or "")
         (k.user or "")
       ];
+      sortKeys = builtins.sort (x: y: builtins.lessThan (keyOrder x) (keyOrder y));
     in
     root
     // {
       inherit accounts;
       hosts = map (h: h // { creds = credsOf h.name; }) root.hosts;
     }
-    // merged "keys" [ ] (
-      a: b: builtins.sort (x: y: builtins.lessThan (keyOrder x) (keyOrder y)) (a ++ b)
-    )
+    // builtins.mapAttrs (_: sortKeys) (merged "keys" [ ] (a: b: a ++ b))
     // merged "secrets" { } (a: b: a // b)
     // merged "files" { } (a: b: a // b);
 

@@ -206,7 +206,7 @@ import ./harness.nix {
     expr = check "core1" "audio-service" "${flakeStore}/${audio}";
     expected =
       "${opt}.users.audio-service: ${flakeStore}/${audio} is not assigned to host \"core1\" in the "
-      + "store's manifest.json; host \"core1\" may have only the creds of ${coreUsers}. To give it "
+      + "store's manifest; host \"core1\" may have only the creds of ${coreUsers}. To give it "
       + "this service, add it to hosts[].services of \"core1\" in the clan-nats config and run "
       + "clan-nats generate again.";
   };
@@ -215,7 +215,7 @@ import ./harness.nix {
     expr = check "nats1" "person-service" "${flakeStore}/${audio}";
     expected =
       "${opt}.users.person-service: ${flakeStore}/${audio} is not assigned to host \"nats1\" in the "
-      + "store's manifest.json; host \"nats1\" may have only the creds of \"person-service\". To give "
+      + "store's manifest; host \"nats1\" may have only the creds of \"person-service\". To give "
       + "it this service, add it to hosts[].services of \"nats1\" in the clan-nats config and run "
       + "clan-nats generate again.";
   };
@@ -413,7 +413,7 @@ import ./harness.nix {
       host = null;
       user =
         "${opt}.users.api: ${flakeStore}/nsc/stores/small/accounts/app/users/api.creds.age is not "
-        + "assigned to host \"idle\" in the store's manifest.json; host \"idle\" may have no creds at "
+        + "assigned to host \"idle\" in the store's manifest; host \"idle\" may have no creds at "
         + "all. To give it this service, add it to hosts[].services of \"idle\" in the clan-nats config "
         + "and run clan-nats generate again.";
       own = null;
