@@ -53,7 +53,12 @@ let
     let
       hosts = h.hostNames m ++ [ "printer1" ];
       names = map (u: u.name) (h.users m) ++ [ "printer-service" ];
-      fileOf = name: if h.userCreds m name == null then null else "${flakeStore}/${h.userCreds m name}";
+      fileOf =
+        name:
+        let
+          rel = h.userCreds m name;
+        in
+        if rel == null then null else "${flakeStore}/${rel}";
     in
     {
       hostNames = h.hostNames m;
@@ -62,7 +67,13 @@ let
       usersOf = map (host: map (u: u.name) (h.usersOf m host)) hosts;
       userCreds = map (h.userCreds m) names;
       # The whole entry, less format 2's `inputs` digest.
-      user = map (name: if h.user m name == null then null else builtins.removeAttrs (h.user m name) [ "inputs" ]) names;
+      user = map (
+        name:
+        let
+          u = h.user m name;
+        in
+        if u == null then null else builtins.removeAttrs u [ "inputs" ]
+      ) names;
       checkHost = map (
         hostName:
         h.checkHost {
@@ -414,8 +425,8 @@ import ./harness.nix {
       user =
         "${opt}.users.api: ${flakeStore}/nsc/stores/small/accounts/app/users/api.creds.age is not "
         + "assigned to host \"idle\" in the store's manifest; host \"idle\" may have no creds at "
-        + "all. To give it this service, add it to hosts[].services of \"idle\" in the clan-nats config "
-        + "and run clan-nats generate again.";
+        + "all. To give it this service, add it to hosts[].services of \"idle\" in the clan-nats "
+        + "config and run clan-nats generate again.";
       own = null;
     };
   };

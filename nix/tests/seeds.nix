@@ -8,7 +8,9 @@ let
   v2 =
     dir:
     [ (dir + "/manifest.json") ]
-    ++ map (f: dir + "/manifest.d/${f}") (builtins.attrNames (builtins.readDir (dir + "/manifest.d")));
+    ++ map (f: dir + "/manifest.d/${f}") (
+      builtins.attrNames (builtins.readDir (dir + "/manifest.d"))
+    );
   fixtures = map builtins.readFile (
     [
       ./fixtures/store/manifest.json

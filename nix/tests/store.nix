@@ -15,10 +15,14 @@ let
   smallRoot = st.readJSON small "manifest.json";
   m2 = st.manifest small;
   names = map (x: x.name);
-  byName = xs: builtins.listToAttrs (map (x: {
-    inherit (x) name;
-    value = x;
-  }) xs);
+  byName =
+    xs:
+    builtins.listToAttrs (
+      map (x: {
+        inherit (x) name;
+        value = x;
+      }) xs
+    );
 
   # Every format-1 fixture, as read by st.manifest and as parsed.
   format1 = [
@@ -262,33 +266,37 @@ import ./harness.nix {
     expected = true;
   };
 
-  # Each check alone: the path, then the digest, then the account name. The
-  # unchanged entry is the control.
-  "assemble: the account's file must be manifest.d/<account>.json, with its sha256, for that account" =
-    {
-      expr = {
-        unchanged = assemblesWith "ops" (a: a);
-        # The same file by another name: digest and account are right.
-        otherPath = assemblesWith "ops" (a: a // { manifest = "manifest.d/../manifest.d/ops.json"; });
-        # app's digest for ops' file.
-        staleDigest = assemblesWith "ops" (a: a // { inherit ((byName smallRoot.accounts).app) manifest_sha256; });
-        # manifest.d/copied.json is a copy of ops.json: right path and digest
-        # for an account "copied", but the file says "ops".
-        otherAccount = assemblesWith "ops" (
-          a:
-          a
-          // {
-            name = "copied";
-            manifest = "manifest.d/copied.json";
-            manifest_sha256 = shaOf "manifest.d/copied.json";
-          }
-        );
-      };
-      expected = {
-        unchanged = true;
-        otherPath = false;
-        staleDigest = false;
-        otherAccount = false;
-      };
+  # Each check of an account's file alone: the path, then the digest, then
+  # the account name (manifest.d/<account>.json, manifest_sha256, `account`).
+  # The unchanged entry is the control.
+  "assemble: refused: another path, another sha256, another account's file" = {
+    expr = {
+      unchanged = assemblesWith "ops" (a: a);
+      # The same file by another name: digest and account are right.
+      otherPath = assemblesWith "ops" (
+        a: a // { manifest = "manifest.d/../manifest.d/ops.json"; }
+      );
+      # app's digest for ops' file.
+      staleDigest = assemblesWith "ops" (
+        a: a // { inherit ((byName smallRoot.accounts).app) manifest_sha256; }
+      );
+      # manifest.d/copied.json is a copy of ops.json: right path and digest
+      # for an account "copied", but the file says "ops".
+      otherAccount = assemblesWith "ops" (
+        a:
+        a
+        // {
+          name = "copied";
+          manifest = "manifest.d/copied.json";
+          manifest_sha256 = shaOf "manifest.d/copied.json";
+        }
+      );
     };
+    expected = {
+      unchanged = true;
+      otherPath = false;
+      staleDigest = false;
+      otherAccount = false;
+    };
+  };
 }
