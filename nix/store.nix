@@ -16,7 +16,8 @@ rec {
   # The store's manifest, always in the shape of format 1: every account
   # entry has its `users`, every host entry its `creds`. Everything in nix/
   # and modules/ reads the manifest through this function, never
-  # manifest.json itself, so the split of format 2 is known here only.
+  # manifest.json itself (only tests read the file, to check this one), so
+  # the split of format 2 is known here only.
   #
   # Format 1: manifest.json is the whole manifest, returned as it is.
   # Format 2: manifest.json keeps the operator, the accounts without their
