@@ -28,6 +28,8 @@ let
   opt = "services.clan-nats.credentials";
   unit = "${defaults.decryptUnit}.service";
 
+  # Always read through nix/store.nix: format 1's shape (users in their
+  # accounts, creds per host) whether the store is of manifest format 1 or 2.
   manifest = if cfg.store == null then null else helpers.store.manifest cfg.store;
   users = lib.attrValues cfg.users;
 
@@ -88,7 +90,7 @@ let
               rel = hostCreds.userCreds manifest name;
             in
             if manifest == null || rel == null then null else helpers.store.file cfg.store rel;
-          defaultText = literalMD "the user's `creds` file in the store's `manifest.json`";
+          defaultText = literalMD "the user's `creds` file in the store's manifest";
           example = literalExpression exampleFile;
           description = ''
             The age-encrypted creds file. It must be one that the store's
@@ -142,8 +144,9 @@ in
       example = literalExpression "./nats-store";
       description = ''
         The store directory written by `clan-nats generate` (in your flake).
-        Its `manifest.json` says which creds this host may have; the
-        encrypted `.age` files are taken from it.
+        Its manifest (`manifest.json`, with `manifest.d/` since format 2)
+        says which creds this host may have; the encrypted `.age` files are
+        taken from it.
       '';
     };
 

@@ -1,7 +1,10 @@
-# Which NATS creds a host may have, from the manifest.json of a clan-nats
-# store, and the checks behind services.clan-nats.credentials. builtins only.
+# Which NATS creds a host may have, from the manifest of a clan-nats store,
+# and the checks behind services.clan-nats.credentials. builtins only.
 #
-# manifest.json (paths relative to the store DIR):
+# `manifest` is always what nix/store.nix's `manifest` returns: format 1's
+# shape whatever the store's format (format 2 keeps the users in
+# manifest.d/<account>.json and no host creds; store.nix puts both back).
+# Paths are relative to the store DIR:
 #   hosts    = [ { name; recipient; nats_server; creds = [ "nsc/stores/<OP>/accounts/<A>/users/<U>.creds.age" … ]; } … ]
 #   accounts = [ { name; public_key; system; users = [ { name; creds; hosts; … } … ]; } … ]
 let
@@ -126,7 +129,7 @@ rec {
       + "${allowedText}. Use one of those names, or set ${option}.users.${name}.file."
     else if matchCreds (credsOf manifest hostName) file == [ ] then
       "${option}.users.${name}: ${toString file} is not assigned to host \"${hostName}\" in the "
-      + "store's manifest.json; host \"${hostName}\" may have ${allowedText}. To give it this "
+      + "store's manifest; host \"${hostName}\" may have ${allowedText}. To give it this "
       + "service, add it to hosts[].services of \"${hostName}\" in the clan-nats config and run "
       + "clan-nats generate again."
     else

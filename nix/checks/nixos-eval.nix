@@ -156,6 +156,30 @@ let
       users.audio-service.units = [ ];
     };
   };
+  # nats1 and core1's request for audio-service again, from the same store
+  # in manifest format 2 (nix/tests/fixtures/store-v2: manifest.json without
+  # users or host creds, manifest.d/<account>.json): the modules read it
+  # through nix/store.nix, so only the store's path may differ.
+  fixtureV2 = ../tests/fixtures/store-v2;
+  nats1V2 = eval {
+    imports = [ personService ];
+    networking.hostName = "nats1";
+    services.clan-nats.server = {
+      enable = true;
+      store = fixtureV2;
+    };
+    services.clan-nats.credentials = {
+      store = fixtureV2;
+      users.person-service.units = [ "person-service.service" ];
+    };
+  };
+  foreignV2 = eval {
+    networking.hostName = "core1";
+    services.clan-nats.credentials = {
+      store = fixtureV2;
+      users.audio-service.units = [ ];
+    };
+  };
   clanMachine = eval (clanCreds clanSops);
   clanAgeMachine = eval (clanCreds clanAge);
   # sshd as a clan service: the host key is a clan var, installed by the backend.
@@ -420,6 +444,24 @@ let
     "credentials: another host's creds are an error naming the option and the host" = {
       actual = map namesOptionAndHost foreignMessages;
       expected = [ true ];
+    };
+    "format 2: the store split into manifest.d/ gives the same creds, preload and errors" = {
+      actual = {
+        load = nats1V2.systemd.services.person-service.serviceConfig.LoadCredential;
+        file = toString nats1V2.services.clan-nats.credentials.users.person-service.file;
+        preload = nats1V2.services.nats.settings.resolver_preload;
+        failed = ours nats1V2;
+        foreign = map (lib.replaceStrings [ "/fixtures/store-v2/" ] [ "/fixtures/store/" ]) (
+          ours foreignV2
+        );
+      };
+      expected = {
+        load = person.serviceConfig.LoadCredential;
+        file = "${toString fixtureV2}/nsc/stores/thecowboyai/accounts/core/users/person-service.creds.age";
+        preload = natsSettings.resolver_preload;
+        failed = [ ];
+        foreign = foreignMessages;
+      };
     };
     "credentials: identityPaths defaults to the ssh host key" = {
       actual = nats1.services.clan-nats.credentials.identityPaths;

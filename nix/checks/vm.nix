@@ -23,6 +23,21 @@ let
 
   credsFile = "/run/clan-nats/person-service.creds";
 
+  # What the test script needs from the manifests, read at evaluation time
+  # through nix/store.nix (both stores are source paths: no import from
+  # derivation), so it holds for a store of either manifest format.
+  st = import ../store.nix;
+  hostCreds = import ../host-creds.nix;
+  manifest = st.manifest store;
+  operatorKey = manifest.operator.public_key;
+  coreKey = (builtins.head (builtins.filter (a: a.name == "core") manifest.accounts)).public_key;
+  # The creds file of the user store-v2 adds (relative to the store).
+  newServiceCreds =
+    let
+      rel = hostCreds.userCreds (st.manifest storeV2) "new-service";
+    in
+    if rel == null then throw "checks.vm: store-v2 has no user new-service" else rel;
+
   # natscli as person-service: run inside a unit that has the credential.
   natsAsPerson = pkgs.writeShellScript "nats-as-person-service" ''
     exec ${lib.getExe pkgs.natscli} --creds "$CREDENTIALS_DIRECTORY/nats.creds" -s nats://server:4222 "$@"
@@ -101,11 +116,8 @@ pkgs.testers.runNixOSTest {
       ];
     in
     ''
-      import json
-
-      manifest = json.loads(open("${store}/manifest.json").read())
-      operator = manifest["operator"]["public_key"]
-      core = next(a["public_key"] for a in manifest["accounts"] if a["name"] == "core")
+      operator = "${operatorKey}"
+      core = "${coreKey}"
       creds = "${credsFile}"
       as_person = "${asPerson} "
 
@@ -176,7 +188,7 @@ pkgs.testers.runNixOSTest {
               "journalctl -u nats.service -o cat | grep -F 'Reloaded server configuration'", timeout=30
           )
           assert server.succeed("systemctl show -p MainPID --value nats.service").strip() == pid, "nats restarted"
-          server.succeed("grep -F new-service ${storeV2}/manifest.json")
+          server.succeed("test -f ${storeV2}/${newServiceCreds}")
           client.succeed("systemctl is-active long-sub.service")
           client.succeed(as_person + "pub vmtest.person.long 'after the change'")
           client.wait_until_succeeds("journalctl -u long-sub -o cat | grep -F 'after the change'", timeout=30)

@@ -1,8 +1,13 @@
 # Tests of nix/host-creds.nix against the committed fixture manifest
-# (hosts nats1, core1, media1, dev1 of tests/fixtures/insecure/example.json).
+# (hosts nats1, core1, media1, dev1 of tests/fixtures/insecure/example.json),
+# and against the same store in format 2 (fixtures/store-v2) and a small
+# made-up format-2 store (fixtures/store-v2-small).
 let
   h = import ../host-creds.nix;
-  manifest = (import ../store.nix).manifest ./fixtures/store;
+  st = import ../store.nix;
+  manifest = st.manifest ./fixtures/store;
+  manifestV2 = st.manifest ./fixtures/store-v2;
+  small = st.manifest ./fixtures/store-v2-small;
 
   users = "nsc/stores/thecowboyai/accounts";
   person = "${users}/core/users/person-service.creds.age";
@@ -39,6 +44,55 @@ let
       units = [ "app" ];
     }
   ];
+
+  # Every answer the modules get from the helpers, for every host and user
+  # of `m` and one unknown of each: the same store must give the same ones
+  # in either format.
+  answers =
+    m:
+    let
+      hosts = h.hostNames m ++ [ "printer1" ];
+      names = map (u: u.name) (h.users m) ++ [ "printer-service" ];
+      fileOf =
+        name:
+        let
+          rel = h.userCreds m name;
+        in
+        if rel == null then null else "${flakeStore}/${rel}";
+    in
+    {
+      hostNames = h.hostNames m;
+      users = map (u: "${u.account}/${u.name}") (h.users m);
+      credsOf = map (h.credsOf m) hosts;
+      usersOf = map (host: map (u: u.name) (h.usersOf m host)) hosts;
+      userCreds = map (h.userCreds m) names;
+      # The whole entry, less format 2's `inputs` digest.
+      user = map (
+        name:
+        let
+          u = h.user m name;
+        in
+        if u == null then null else builtins.removeAttrs u [ "inputs" ]
+      ) names;
+      checkHost = map (
+        hostName:
+        h.checkHost {
+          manifest = m;
+          inherit hostName;
+        }
+      ) hosts;
+      checkUser = builtins.concatMap (
+        hostName:
+        map (
+          name:
+          h.checkUser {
+            manifest = m;
+            inherit hostName name;
+            file = fileOf name;
+          }
+        ) names
+      ) hosts;
+    };
 in
 import ./harness.nix {
   "hostNames: every host of the manifest" = {
@@ -163,7 +217,7 @@ import ./harness.nix {
     expr = check "core1" "audio-service" "${flakeStore}/${audio}";
     expected =
       "${opt}.users.audio-service: ${flakeStore}/${audio} is not assigned to host \"core1\" in the "
-      + "store's manifest.json; host \"core1\" may have only the creds of ${coreUsers}. To give it "
+      + "store's manifest; host \"core1\" may have only the creds of ${coreUsers}. To give it "
       + "this service, add it to hosts[].services of \"core1\" in the clan-nats config and run "
       + "clan-nats generate again.";
   };
@@ -172,7 +226,7 @@ import ./harness.nix {
     expr = check "nats1" "person-service" "${flakeStore}/${audio}";
     expected =
       "${opt}.users.person-service: ${flakeStore}/${audio} is not assigned to host \"nats1\" in the "
-      + "store's manifest.json; host \"nats1\" may have only the creds of \"person-service\". To give "
+      + "store's manifest; host \"nats1\" may have only the creds of \"person-service\". To give "
       + "it this service, add it to hosts[].services of \"nats1\" in the clan-nats config and run "
       + "clan-nats generate again.";
   };
@@ -291,5 +345,89 @@ import ./harness.nix {
       }
     ];
     expected = [ ];
+  };
+
+  "format 2: store-v2 (store in format 2) gives every answer store (format 1) gives" = {
+    expr = answers manifestV2;
+    expected = answers manifest;
+  };
+
+  # Guards the test above: the answers compared are not empty ones.
+  "format 2: the compared answers give core1 its five services and nats1 one" = {
+    expr = {
+      inherit (answers manifestV2) hostNames;
+      credsOf = map builtins.length (answers manifestV2).credsOf;
+      refusals = builtins.length (builtins.filter (x: x != null) (answers manifestV2).checkUser);
+    };
+    expected = {
+      hostNames = [
+        "core1"
+        "dev1"
+        "media1"
+        "nats1"
+      ];
+      # core1 dev1 media1 nats1 printer1
+      credsOf = [
+        5
+        3
+        3
+        1
+        0
+      ];
+      # 4 hosts x 13 names (12 users, printer-service), less the 12 creds
+      # the hosts have; printer1 is left to checkHost.
+      refusals = 4 * 13 - 12;
+    };
+  };
+
+  "format 2: usersOf and credsOf follow the users' hosts, across accounts" = {
+    expr = {
+      web1 = map (u: "${u.account}/${u.name}") (h.usersOf small "web1");
+      web2 = map (u: "${u.account}/${u.name}") (h.usersOf small "web2");
+      idle = h.credsOf small "idle";
+      api = h.userCreds small "api";
+    };
+    expected = {
+      web1 = [
+        "ops/monitor"
+        "app/api"
+      ];
+      web2 = [
+        "app/worker"
+        "app/api"
+      ];
+      idle = [ ];
+      api = "nsc/stores/small/accounts/app/users/api.creds.age";
+    };
+  };
+
+  "format 2: a host no user lists is a host, and may have no creds at all" = {
+    expr = {
+      host = h.checkHost {
+        manifest = small;
+        hostName = "idle";
+      };
+      user = h.checkUser {
+        manifest = small;
+        hostName = "idle";
+        name = "api";
+        file = "${flakeStore}/nsc/stores/small/accounts/app/users/api.creds.age";
+      };
+      own = h.checkUser {
+        manifest = small;
+        hostName = "web1";
+        name = "api";
+        file = "${flakeStore}/nsc/stores/small/accounts/app/users/api.creds.age";
+      };
+    };
+    expected = {
+      host = null;
+      user =
+        "${opt}.users.api: ${flakeStore}/nsc/stores/small/accounts/app/users/api.creds.age is not "
+        + "assigned to host \"idle\" in the store's manifest; host \"idle\" may have no creds at "
+        + "all. To give it this service, add it to hosts[].services of \"idle\" in the clan-nats "
+        + "config and run clan-nats generate again.";
+      own = null;
+    };
   };
 }

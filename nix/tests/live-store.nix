@@ -12,7 +12,9 @@ let
   seeds = import ../seeds.nix;
 
   serverJson = st.serverJson store;
+  # As the modules read it (nix/store.nix: format 1's shape), and as written.
   manifest = st.manifest store;
+  raw = st.readJSON store "manifest.json";
   sort = builtins.sort builtins.lessThan;
   system = builtins.filter (a: a.system) manifest.accounts;
   op = manifest.operator.name;
@@ -48,6 +50,21 @@ import ./harness.nix {
       hosts = true;
       users = true;
     };
+  };
+
+  # Format 1 inline; format 2 split, every account's users in its own file
+  # (which nix/store.nix has checked against its sha256 by now).
+  "manifest: format 1 whole, or format 2 with the users in manifest.d/<account>.json" = {
+    expr =
+      if raw.format == 1 then
+        builtins.all (a: a ? users) raw.accounts && builtins.all (h: h ? creds) raw.hosts
+      else
+        raw.format == 2
+        && builtins.all (a: !(a ? users)) raw.accounts
+        && builtins.all (a: a.manifest == "manifest.d/${a.name}.json") raw.accounts
+        && builtins.all (h: !(h ? creds)) raw.hosts
+        && map (a: a.name) manifest.accounts == map (a: a.name) raw.accounts;
+    expected = true;
   };
 
   "preloaded accounts = the manifest's accounts" = {

@@ -2,7 +2,8 @@
 # The Nix checks that run without nixpkgs (a bare Nix, even Debian's nix-bin):
 #   1. `nix-instantiate --parse` of every .nix file of the repository;
 #   2. the helper tests nix/tests/*.nix (builtins only; flake.nix and the clan
-#      service are evaluated with stand-ins for nixpkgs and lib);
+#      service are evaluated with stand-ins for nixpkgs and lib), and
+#      nix/tests/live-store.nix once more on the format-2 fixture store;
 #   3. the structure of flake.lock;
 #   4. the decrypt script of services.clan-nats.credentials, rendered by
 #      nix/decrypt-script.nix, run against the real `age` (and shellcheck);
@@ -81,12 +82,12 @@ for t in r["failed"]:
   done <<<"$lines"
 }
 
-run_tests() { # file [argument attrset, for a file that is a function]
-  local file=$1 args=${2:-"{ }"} result
+run_tests() { # file [argument attrset, for a file that is a function] [label]
+  local file=$1 args=${2:-"{ }"} label=${3:-$1} result
   if result=$(eval_json -E "let f = import ./$file; in if builtins.isFunction f then f $args else f" 2>"$work/err"); then
-    report "$file" "$result"
+    report "$label" "$result"
   else
-    fail "$file does not evaluate: $(grep -v nixbld "$work/err")"
+    fail "$label does not evaluate: $(grep -v nixbld "$work/err")"
   fi
 }
 
@@ -94,6 +95,10 @@ for f in nix/tests/*.nix; do
   case "$(basename "$f")" in harness.nix | fleet.nix) continue ;; esac
   run_tests "$f"
 done
+# The structural tests again on the format-2 fixture (the same store as
+# fixtures/store, split into manifest.json and manifest.d/), so they hold for
+# the manifest nix/store.nix assembles, not only for a format-1 file.
+run_tests nix/tests/live-store.nix "{ store = ./nix/tests/fixtures/store-v2; }" "nix/tests/live-store.nix (store-v2)"
 
 # --- 2b. the fleet tests (nix/tests/fleet.nix) over the TEST-ONLY fleet
 # fixture: the route password and route list, decrypted with the TEST-ONLY

@@ -4,10 +4,21 @@ let
   s = import ../seeds.nix;
   fake = kind: "S${kind}" + builtins.concatStringsSep "" (builtins.genList (_: "A") 56);
   credsLike = "-----BEGIN USER NKEY SEED-----\n${fake "U"}\n------END USER NKEY SEED------\n${fake "A"}";
-  fixtures = [
-    (builtins.readFile ./fixtures/store/manifest.json)
-    (builtins.readFile ./fixtures/store/server/server.json)
-  ];
+  # The public fixture files (the format-2 ones whole, manifest.d/ too).
+  v2 =
+    dir:
+    [ (dir + "/manifest.json") ]
+    ++ map (f: dir + "/manifest.d/${f}") (
+      builtins.attrNames (builtins.readDir (dir + "/manifest.d"))
+    );
+  fixtures = map builtins.readFile (
+    [
+      ./fixtures/store/manifest.json
+      ./fixtures/store/server/server.json
+    ]
+    ++ v2 ./fixtures/store-v2
+    ++ v2 ./fixtures/store-v2-small
+  );
 in
 import ./harness.nix {
   "user, account and operator seeds are found" = {
@@ -44,10 +55,15 @@ import ./harness.nix {
   };
 
   "the committed fixtures hold no seed" = {
-    expr = map s.count fixtures;
-    expected = [
-      0
-      0
-    ];
+    expr = {
+      files = builtins.length fixtures;
+      seeds = map s.count fixtures;
+    };
+    expected = {
+      # store: 2; store-v2: 5 (its manifest.d has SYS, core, development,
+      # media); store-v2-small: 6 (SYS, app, copied, empty, ops).
+      files = 13;
+      seeds = builtins.genList (_: 0) 13;
+    };
   };
 }
