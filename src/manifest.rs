@@ -388,7 +388,8 @@ impl Manifest {
     /// The whole manifest of the store in `dir` (the root and every account
     /// manifest, each checked against its parent's digest of it). It does not
     /// check the store's signatures: that is `clan-nats verify`.
-    pub fn read_dir(dir: &std::path::Path) -> Result<Manifest, String> {
+    pub fn read_dir(dir: impl AsRef<std::path::Path>) -> Result<Manifest, String> {
+        let dir = dir.as_ref();
         use crate::store::MANIFEST;
         let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(|e| format!("{rel}: {e}"));
         let mut m = Manifest::parse(&read(MANIFEST)?).map_err(|e| format!("{MANIFEST}: {e}"))?;

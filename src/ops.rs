@@ -302,6 +302,9 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let mut details = serde_json::json!({});
     let mut operator: Option<KeyPair> = None;
     if let (Some(change), Some(g)) = (change, gov.as_mut()) {
+        // A change of who is on the team looks at every user: open every account.
+        let all = existing.manifest.iter().flat_map(|m| &m.accounts).map(|a| a.name.clone()).collect();
+        existing.load(&all).map_err(|e| untrusted(req.dir, e))?;
         let m = existing.manifest.as_ref().expect("checked above");
         let op = operator_key_of(&existing, m, &identity)?;
         details = change(g, m)?;

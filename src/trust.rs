@@ -17,9 +17,9 @@
 use camino::Utf8Path;
 
 use crate::error::Error;
+use crate::generate::Existing;
 use crate::governance::Governance;
 use crate::manifest::Manifest;
-use crate::generate::Existing;
 use crate::store::pin::{Checked, Head, Pin, Pins};
 use crate::store::{Tree, MANIFEST};
 use crate::verify::{self, Report};
@@ -230,7 +230,8 @@ pub fn edited(dir: &Utf8Path, pins: &Pins, v: &Verified, existing: &mut Existing
         .filter(|c| c.dir == canonical(dir))
         .map_or(i64::MIN, |c| c.since);
     let mut changed = crate::store::scan::changed_since(dir, since)?;
-    let top = std::fs::symlink_metadata(dir).map_err(|e| crate::store::StoreError::Io { path: dir.to_owned(), source: e })?;
+    let top =
+        std::fs::symlink_metadata(dir).map_err(|e| crate::store::StoreError::Io { path: dir.to_owned(), source: e })?;
     if crate::store::scan::ctime_ns(&top) >= since {
         changed.dirs.insert(0, String::new());
     }

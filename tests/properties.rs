@@ -18,7 +18,7 @@ use clan_nats::jwt::user::ResponsePermission;
 use clan_nats::manifest::Manifest;
 use clan_nats::ops;
 use clan_nats::plan::{self, Plan};
-use clan_nats::store;
+
 use clan_nats::vault::Identity;
 use clan_nats::verify;
 use proptest::prelude::*;
@@ -594,7 +594,7 @@ fn pipeline(spec: &Spec) {
 
     let report = verify::verify(&dir, Some(&owner), None);
     assert!(report.problems.is_empty(), "verify: {:#?}", report.problems);
-    let m = Manifest::parse(&std::fs::read(dir.join(store::MANIFEST)).unwrap()).unwrap();
+    let m = Manifest::read_dir(&dir).unwrap();
     let users: usize = m.accounts.iter().map(|a| a.users.len()).sum();
     assert_eq!(report.users, users);
     assert_eq!(report.decrypted, m.keys.len() + users, "every seed and every creds decrypted");

@@ -281,9 +281,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let o = bin_pinned(&pins).args(generate_args(&config, &dir, &key)).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::fs::copy(&pins, &pristine_pins).unwrap();
-    let old = snapshot(&dir);
-    let old_keys: Vec<String> =
-        Manifest::read_dir(&dir).unwrap().keys.into_iter().map(|k| k.public_key).collect();
+    let old_keys: Vec<String> = Manifest::read_dir(&dir).unwrap().keys.into_iter().map(|k| k.public_key).collect();
 
     // How long a full rotation of every user of one account takes, to spread the kills over it.
     let args = |d: &Path| {
@@ -304,11 +302,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
     let t = std::time::Instant::now();
     assert!(bin_pinned(&pins).args(args(&probe)).stdout(std::process::Stdio::null()).status().unwrap().success());
     let full = t.elapsed();
-    let new_keys: Vec<String> = Manifest::read_dir(&probe).unwrap()
-        .keys
-        .into_iter()
-        .map(|k| k.public_key)
-        .collect();
+    let new_keys: Vec<String> = Manifest::read_dir(&probe).unwrap().keys.into_iter().map(|k| k.public_key).collect();
 
     let pristine = tmp.path().join("pristine");
     assert!(std::process::Command::new("cp").arg("-a").arg(&dir).arg(&pristine).status().unwrap().success());
@@ -329,11 +323,7 @@ fn sigkill_at_any_moment_leaves_the_old_or_the_new_store() {
         }
         let out = bin_pinned(&pins).args(&verify).output().unwrap();
         assert!(out.status.success(), "kill after {delay:?}: verify failed: {}", String::from_utf8_lossy(&out.stderr));
-        let keys: Vec<String> = Manifest::read_dir(&dir).unwrap()
-            .keys
-            .into_iter()
-            .map(|k| k.public_key)
-            .collect();
+        let keys: Vec<String> = Manifest::read_dir(&dir).unwrap().keys.into_iter().map(|k| k.public_key).collect();
         if keys == old_keys {
             return false;
         }
@@ -423,10 +413,11 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     // A manifest edited to point a user outside the export is refused before anything is written.
     let evil = f.tmp.path().join("evil");
     assert!(std::process::Command::new("cp").arg("-a").arg(&f.dir).arg(&evil).status().unwrap().success());
-    let mp = evil.join("manifest.json");
+    let mp = evil.join("manifest.d/core.json");
     let text = std::fs::read_to_string(&mp)
         .unwrap()
         .replace("\"name\": \"person-service\"", "\"name\": \"../../../../escaped\"");
+    assert!(text.contains("escaped"));
     std::fs::write(&mp, text).unwrap();
     let to2 = f.tmp.path().join("nsc-export-2");
     let out = run(&[
@@ -442,7 +433,7 @@ fn export_nsc_writes_a_real_nsc_tree_and_import_keeps_every_key() {
     // the export's own path check is `nsc::tests::paths_outside_the_export_are_refused`.
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("manifest.json: is not the manifest the last signed audit entry"), "{err}");
+    assert!(err.contains("manifest.d/core.json: sha256 mismatch"), "{err}");
     assert!(!to2.exists() && !f.tmp.path().join("escaped.creds").exists());
 
     // Import into a new store: every entity keeps its key.

@@ -77,6 +77,7 @@ pub fn apply(dir: &Utf8Path, changes: &Changes) -> Result<WriteReport, StoreErro
     if changes.is_empty() {
         return Ok(WriteReport::default());
     }
+    super::tree::clean_leftovers(dir)?;
     let txn = journal_dir(dir);
     if txn.exists() {
         // Not committed (a committed one was finished when the lock was taken).

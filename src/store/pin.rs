@@ -206,7 +206,13 @@ mod tests {
     use super::*;
 
     fn pin(op: &str, seq: u64) -> Pin {
-        Pin { operator: op.into(), head_seq: seq, head_hash: format!("sha256:{seq}"), dir: String::new(), checked: None }
+        Pin {
+            operator: op.into(),
+            head_seq: seq,
+            head_hash: format!("sha256:{seq}"),
+            dir: String::new(),
+            checked: None,
+        }
     }
 
     #[test]
