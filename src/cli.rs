@@ -907,6 +907,7 @@ fn print_outcome(o: &Outcome, dir: &Utf8Path, json: bool, out: &mut dyn Write) -
             "changed": o.report.swapped,
             "written": o.report.written,
             "removed": o.report.removed,
+            "files_read": o.files_read,
             "recipient_changes": o.recipient_changes,
             "next_steps": o.changes.next_steps,
             "flows_added": added,

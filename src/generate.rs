@@ -185,6 +185,9 @@ impl Existing {
     /// A file as it is, unchecked.
     fn raw(&self, path: &str) -> Result<Option<Vec<u8>>, GenerateError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if std::env::var_os("CLAN_NATS_TRACE_READS").is_some() {
+            eprintln!("clan-nats: read {path}");
+        }
         match &self.source {
             Source::Memory(t) => Ok(t.get(path).cloned()),
             Source::Dir(d) => match std::fs::read(d.join(path)) {
@@ -686,16 +689,16 @@ impl<'a> Builder<'a> {
             .collect::<Result<Vec<_>, _>>()?;
         let current: HashMap<&str, &str> =
             a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
-        let revocations = self.revocations(old, &current, &keys.id.entry.public_key)?;
+        let old_jwt = match old {
+            Some(o) => self.old_jwt(&o.jwt)?,
+            None => None,
+        };
+        let revocations = self.revocations(old, old_jwt.as_deref(), &current, &keys.id.entry.public_key)?;
         let mut claims = account_claims(a, &keys.id, &keys.signing, &keys.roles, revocations);
         if let Some((exports, imports)) = wiring {
             claims.nats.exports = exports;
             claims.nats.imports = imports;
         }
-        let old_jwt = match old {
-            Some(o) => self.old_jwt(&o.jwt)?,
-            None => None,
-        };
         let jwt = self.sign(decide(claims, &op_sk.entry.public_key, old_jwt.as_deref(), self.ctx.now), op_sk)?;
         out.put(layout.account_jwt(&a.name), jwt.clone().into_bytes());
         let users = self.users(layout, a, keys, uk, user_inputs, out)?;
@@ -1111,12 +1114,13 @@ impl<'a> Builder<'a> {
     fn revocations(
         &self,
         old: Option<&AccountEntry>,
+        old_jwt: Option<&str>,
         current: &HashMap<&str, &str>,
         account_key: &str,
     ) -> Result<BTreeMap<String, i64>, GenerateError> {
         let mut out = BTreeMap::new();
         let Some(old) = old.filter(|o| o.public_key == account_key) else { return Ok(out) };
-        if let Some(prev) = self.old_file(&old.jwt)?.and_then(|t| AccountClaims::decode(&t).ok()) {
+        if let Some(prev) = old_jwt.and_then(|t| AccountClaims::decode(t).ok()) {
             if prev.std.sub == old.public_key {
                 out = prev.nats.revocations;
             }

@@ -68,6 +68,9 @@ pub struct Outcome {
     pub changes: crate::changes::ChangeSet,
     /// The flows between accounts before this run (the new ones are in `plan.wiring`).
     pub flows_before: Vec<crate::wiring::Flow>,
+    /// How many files of the old store beyond its root (manifest, config,
+    /// governance) this run read: what it touched, not what exists.
+    pub files_read: usize,
 }
 
 /// The recipients (by name) added, removed or changed from one manifest to the next.
@@ -396,6 +399,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         recipient_changes,
         changes: changes_report,
         flows_before,
+        files_read: existing.files_read(),
     };
     if req.dry_run {
         return Ok(outcome(WriteReport::default()));
