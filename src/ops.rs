@@ -431,7 +431,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     };
     // Every file is now as the new manifest says: from this moment on, a
     // change is an edit from outside.
-    trust::advance_checked(req.pins, req.dir, &head, lock.stamp())?;
+    trust::advance_checked(req.pins, req.dir, &head, lock.stamp_after_writes())?;
     trace.mark("write", "");
     Ok(outcome(report))
 }

@@ -275,6 +275,21 @@ impl Lock {
         write!(f, "{}", std::process::id()).ok()?;
         f.metadata().ok().map(|m| super::scan::ctime_ns(&m))
     }
+
+    /// A [`Lock::stamp`] later than every inode this process changed so far:
+    /// the filesystem clock is coarse (a few ms), so after a write it waits
+    /// for the next tick, and nothing written before can carry the stamp.
+    pub fn stamp_after_writes(&mut self) -> Option<i64> {
+        let first = self.stamp()?;
+        for _ in 0..200 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            match self.stamp()? {
+                s if s > first => return Some(s),
+                _ => {}
+            }
+        }
+        None
+    }
 }
 
 impl Drop for Lock {
