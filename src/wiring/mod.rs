@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, FlowType, Issue, Wiring as Mode};
 use crate::plan;
-use subject::{contains, intersect, is_plumbing, merge, overlaps};
+use subject::{contains, intersect, is_plumbing, merge, overlaps, Index};
 
 use crate::config::validate::{MAX_SUBJECT, MAX_TEXT};
 
@@ -337,9 +337,13 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     }
 
     // A subscription nobody may publish to (nor a renaming import feeds) is usually a typo.
+    let mut pubs: Index<()> = Index::new();
+    for p in users.iter().flat_map(|w| &w.pubs) {
+        pubs.insert(p, ());
+    }
     for u in &users {
         for (j, q) in &u.subs {
-            let published = users.iter().any(|w| w.pubs.iter().any(|p| overlaps(p, q)));
+            let published = pubs.overlapping(q).next().is_some();
             let fed = flows.iter().any(|(f, _)| {
                 f.kind == FlowType::Stream
                     && f.importer == u.account
@@ -413,20 +417,32 @@ fn issue(path: String, message: impl Into<String>) -> Issue {
 /// subscribe permission that asks for it.
 fn derived_flows(users: &[User], declared: &[(Flow, String)]) -> Vec<(Flow, String)> {
     let mut raw: BTreeMap<(String, String, FlowType), Vec<(String, String)>> = BTreeMap::new();
+    // Every subscription, by subject: (user, its index in the subscribe list).
+    let mut subs: Index<(usize, usize)> = Index::new();
+    for (vi, v) in users.iter().enumerate() {
+        for (j, q) in &v.subs {
+            subs.insert(q, (vi, *j));
+        }
+    }
     for u in users {
         for p in &u.pubs {
-            for v in users.iter().filter(|v| v.account != u.account) {
-                for (j, q) in &v.subs {
-                    let Some(s) = intersect(p, q) else { continue };
-                    let home =
-                        users.iter().any(|w| w.account == u.account && w.subs.iter().any(|(_, x)| overlaps(x, &s)));
-                    let key = if !home && v.responds {
-                        (v.account.clone(), u.account.clone(), FlowType::Service)
-                    } else {
-                        (u.account.clone(), v.account.clone(), FlowType::Stream)
-                    };
-                    raw.entry(key).or_default().push((s, sub_path(v, *j)));
-                }
+            let mut hits: Vec<(usize, usize, &String)> = subs
+                .overlapping(p)
+                .filter(|(_, (vi, _))| users[*vi].account != u.account)
+                .map(|(q, (vi, j))| (*vi, *j, q))
+                .collect();
+            // In the order a pairwise walk would meet them (users, then their subscriptions).
+            hits.sort_by_key(|(vi, j, _)| (*vi, users[*vi].subs.iter().position(|(k, _)| k == j)));
+            for (vi, j, q) in hits {
+                let v = &users[vi];
+                let Some(s) = intersect(p, q) else { continue };
+                let home = subs.overlapping(&s).any(|(_, (wi, _))| users[*wi].account == u.account);
+                let key = if !home && v.responds {
+                    (v.account.clone(), u.account.clone(), FlowType::Service)
+                } else {
+                    (u.account.clone(), v.account.clone(), FlowType::Stream)
+                };
+                raw.entry(key).or_default().push((s, sub_path(v, j)));
             }
         }
     }
