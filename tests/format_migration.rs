@@ -174,6 +174,16 @@ fn a_format_1_store_is_verified_and_migrated_without_reissuing_anyone() {
     assert_eq!(new.operator.jwt, old.operator.jwt);
 
     let after = s.files();
+    // Only the indexes change: the manifests and the audit log's new entry.
+    let mut index: Vec<String> = ["governance/audit.jsonl".to_string(), "manifest.json".to_string()]
+        .into_iter()
+        .chain(old.accounts.iter().map(|a| account_manifest_path(&a.name)))
+        .collect();
+    index.sort();
+    assert_eq!(changed(&before, &after), index, "the migration changes only the manifests and the audit log");
+    let mut written_sorted = written.clone();
+    written_sorted.sort();
+    assert_eq!(written_sorted, index, "what --json says it wrote");
     let mut users = 0;
     for u in old.accounts.iter().flat_map(|a| &a.users) {
         users += 1;

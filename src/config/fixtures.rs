@@ -18,6 +18,7 @@ pub const INSECURE_FIXTURE_RECIPIENTS: &[(&str, &str)] = &[
     ),
     ("age1zyt4sf3qdxw5q9ey9pcctpc2vdc8l6azqzh3macw95r5rc42j4yqaeup90", "tests/fixtures/insecure/media1.agekey"),
     ("age1ckg87dsh8dslhxm0p0g3vu3ykr2peggagrnguj6v0mwswj4pyasqwuztah", "tests/fixtures/insecure/dev1.agekey"),
+    ("age136npku5pcwq9rxley7msmg3jwartcfyaw4wyntuy7ka37xs4fcfs3zyst9", "tests/fixtures/insecure/format1-owner.agekey"),
 ];
 
 /// The committed file whose private key `recipient` is, if it is one

@@ -429,14 +429,14 @@ fn derived_flows(users: &[User], declared: &[(Flow, String)]) -> Vec<(Flow, Stri
             let mut hits: Vec<(usize, usize, &String)> = subs
                 .overlapping(p)
                 .filter(|(_, (vi, _))| users[*vi].account != u.account)
-                .map(|(q, (vi, j))| (*vi, *j, q))
+                .map(|(q, &(vi, j))| (vi, j, q))
                 .collect();
             // In the order a pairwise walk would meet them (users, then their subscriptions).
             hits.sort_by_key(|(vi, j, _)| (*vi, users[*vi].subs.iter().position(|(k, _)| k == j)));
             for (vi, j, q) in hits {
                 let v = &users[vi];
                 let Some(s) = intersect(p, q) else { continue };
-                let home = subs.overlapping(&s).any(|(_, (wi, _))| users[*wi].account == u.account);
+                let home = subs.overlapping(&s).any(|(_, &(wi, _))| users[wi].account == u.account);
                 let key = if !home && v.responds {
                     (v.account.clone(), u.account.clone(), FlowType::Service)
                 } else {

@@ -58,20 +58,23 @@ pub struct Index<T> {
 struct Node<T> {
     literal: std::collections::HashMap<String, Node<T>>,
     star: Option<Box<Node<T>>>,
-    /// Patterns ending in `>` here.
-    rest: Vec<(String, T)>,
+    /// Patterns ending in `>` here, each with its values (a pattern many
+    /// users share is compared once).
+    rest: Entries<T>,
     /// Patterns ending here.
-    here: Vec<(String, T)>,
+    here: Entries<T>,
 }
+
+type Entries<T> = std::collections::BTreeMap<String, Vec<T>>;
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Node { literal: Default::default(), star: None, rest: Vec::new(), here: Vec::new() }
+        Node { literal: Default::default(), star: None, rest: Entries::new(), here: Entries::new() }
     }
 }
 
 impl<T> Node<T> {
-    fn all<'a>(&'a self, out: &mut Vec<&'a (String, T)>) {
+    fn all<'a>(&'a self, out: &mut Vec<(&'a String, &'a Vec<T>)>) {
         out.extend(&self.rest);
         out.extend(&self.here);
         for c in self.literal.values().chain(self.star.as_deref()) {
@@ -79,7 +82,7 @@ impl<T> Node<T> {
         }
     }
 
-    fn find<'a>(&'a self, t: &[&str], out: &mut Vec<&'a (String, T)>) {
+    fn find<'a>(&'a self, t: &[&str], out: &mut Vec<(&'a String, &'a Vec<T>)>) {
         let Some((first, more)) = t.split_first() else {
             out.extend(&self.here);
             return;
@@ -116,22 +119,22 @@ impl<T> Index<T> {
         for t in tokens(pattern) {
             match t {
                 ">" => {
-                    n.rest.push((pattern.to_string(), value));
+                    n.rest.entry(pattern.to_string()).or_default().push(value);
                     return;
                 }
                 "*" => n = n.star.get_or_insert_with(Default::default),
                 lit => n = n.literal.entry(lit.to_string()).or_default(),
             }
         }
-        n.here.push((pattern.to_string(), value));
+        n.here.entry(pattern.to_string()).or_default().push(value);
     }
 
-    /// Every pattern that overlaps `pattern`, with its value.
-    pub fn overlapping<'a>(&'a self, pattern: &str) -> impl Iterator<Item = &'a (String, T)> + 'a {
+    /// Every pattern that overlaps `pattern`, with each of its values.
+    pub fn overlapping<'a>(&'a self, pattern: &str) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
         let mut out = Vec::new();
         self.root.find(&tokens(pattern), &mut out);
         let pattern = pattern.to_string();
-        out.into_iter().filter(move |(q, _)| overlaps(&pattern, q))
+        out.into_iter().filter(move |(q, _)| overlaps(&pattern, q)).flat_map(|(q, vs)| vs.iter().map(move |v| (q, v)))
     }
 }
 
