@@ -367,7 +367,7 @@ pub fn plan(c: &Config) -> Plan {
             .zip(&unit_account)
             .map(|(u, a)| UnitPlan { name: u.name.clone(), parent: u.parent.clone(), account: a.clone() })
             .collect(),
-        wiring: crate::wiring::derive(c).expect("validated config wires"),
+        wiring: crate::wiring::of(c).clone().expect("validated config wires"),
     }
 }
 

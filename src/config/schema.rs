@@ -37,6 +37,11 @@ pub struct Config {
     /// The cluster the `nats_server` hosts form (multi-server fleets).
     #[serde(default)]
     pub nats_cluster: Option<NatsCluster>,
+    /// The wiring this config derives, worked out once: validation and the
+    /// plan both need it ([`crate::wiring::of`]). Not part of the file.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub wiring: std::sync::OnceLock<Result<crate::wiring::Wiring, Vec<crate::config::Issue>>>,
 }
 
 // ---- fleet (issue 11) ------------------------------------------------------

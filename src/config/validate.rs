@@ -129,7 +129,7 @@ pub fn validate(c: &Config) -> Vec<Issue> {
     v.0.extend(crate::fleet::validate(c));
     if v.0.is_empty() {
         // Wiring needs the rest to be valid (units, permissions).
-        v.0.extend(crate::wiring::derive(c).err().unwrap_or_default());
+        v.0.extend(crate::wiring::of(c).as_ref().err().cloned().unwrap_or_default());
     }
     if let Some(owner) = &c.owner {
         v.text("owner.id".into(), owner.id.as_deref(), MAX_TEXT);

@@ -45,11 +45,14 @@ pub fn changed_since(dir: &Utf8Path, since: i64) -> Result<Changed, StoreError> 
     for e in fs::read_dir(dir).map_err(io_err(dir))? {
         let e = e.map_err(io_err(dir))?;
         if let Some(name) = e.file_name().to_str().filter(|n| is_managed(n)) {
-            tops.push(name.to_string());
+            // Each entry's inode from the directory's own handle (`statx` on the
+            // open directory: no walk of the whole path per file).
+            let meta = e.metadata().map_err(io_err(&dir.join(name)))?;
+            tops.push((name.to_string(), meta));
         }
     }
     let parts: Vec<Changed> =
-        tops.par_iter().map(|t| entry(dir, t, since, false)).collect::<Result<_, StoreError>>()?;
+        tops.par_iter().map(|(t, m)| entry(dir, t, m, since, false)).collect::<Result<_, StoreError>>()?;
     let mut out = Changed::default();
     for p in parts {
         out.files.extend(p.files);
@@ -60,10 +63,14 @@ pub fn changed_since(dir: &Utf8Path, since: i64) -> Result<Changed, StoreError> 
     Ok(out)
 }
 
-fn entry(root: &Utf8Path, rel: &str, since: i64, below_changed: bool) -> Result<Changed, StoreError> {
-    let path = root.join(rel);
-    let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-    let changed = below_changed || ctime_ns(&meta) >= since;
+fn entry(
+    root: &Utf8Path,
+    rel: &str,
+    meta: &fs::Metadata,
+    since: i64,
+    below_changed: bool,
+) -> Result<Changed, StoreError> {
+    let changed = below_changed || ctime_ns(meta) >= since;
     let mut out = Changed::default();
     if !meta.is_dir() {
         // Symbolic links are refused wherever a store is read; report them as changed.
@@ -75,15 +82,22 @@ fn entry(root: &Utf8Path, rel: &str, since: i64, below_changed: bool) -> Result<
     if changed {
         out.dirs.push(rel.to_string());
     }
-    let mut names = Vec::new();
+    let path = root.join(rel);
+    let mut dirs = Vec::new();
     for e in fs::read_dir(&path).map_err(io_err(&path))? {
         let e = e.map_err(io_err(&path))?;
         let name = e.file_name();
         let name = name.to_str().ok_or_else(|| StoreError::NotUtf8(format!("{path}/{}", name.to_string_lossy())))?;
-        names.push(format!("{rel}/{name}"));
+        let child = format!("{rel}/{name}");
+        let m = e.metadata().map_err(io_err(&path.join(name)))?;
+        if m.is_dir() {
+            dirs.push((child, m));
+        } else if changed || ctime_ns(&m) >= since || m.file_type().is_symlink() {
+            out.files.push(child);
+        }
     }
     let parts: Vec<Changed> =
-        names.par_iter().map(|n| entry(root, n, since, changed)).collect::<Result<_, StoreError>>()?;
+        dirs.par_iter().map(|(n, m)| entry(root, n, m, since, changed)).collect::<Result<_, StoreError>>()?;
     for p in parts {
         out.files.extend(p.files);
         out.dirs.extend(p.dirs);

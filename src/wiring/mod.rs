@@ -173,6 +173,11 @@ fn sub_path(u: &User, j: usize) -> String {
 
 /// Derive and check the wiring of a config whose other parts are valid.
 /// Returns the wiring, or every problem with its field path.
+/// [`derive`] of a config, computed once per config value.
+pub fn of(c: &Config) -> &Result<Wiring, Vec<Issue>> {
+    c.wiring.get_or_init(|| derive(c))
+}
+
 pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     let accounts = plan::unit_accounts(&c.organizational_units);
     let users = users(c, &accounts);
@@ -343,7 +348,7 @@ pub fn derive(c: &Config) -> Result<Wiring, Vec<Issue>> {
     }
     for u in &users {
         for (j, q) in &u.subs {
-            let published = pubs.overlapping(q).next().is_some();
+            let published = pubs.overlaps_any(q);
             let fed = flows.iter().any(|(f, _)| {
                 f.kind == FlowType::Stream
                     && f.importer == u.account

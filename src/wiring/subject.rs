@@ -109,7 +109,37 @@ impl<T> Node<T> {
     }
 }
 
+impl<T> Node<T> {
+    /// Whether [`Node::find`] would find anything, stopping at the first.
+    fn any(&self, t: &[&str]) -> bool {
+        let Some((first, more)) = t.split_first() else { return !self.here.is_empty() };
+        if !self.rest.is_empty() {
+            return true;
+        }
+        if *first == ">" {
+            return self.literal.values().chain(self.star.as_deref()).any(|c| c.nonempty());
+        }
+        let literal = if *first == "*" {
+            self.literal.values().any(|c| c.any(more))
+        } else {
+            self.literal.get(*first).is_some_and(|c| c.any(more))
+        };
+        literal || self.star.as_ref().is_some_and(|c| c.any(more))
+    }
+
+    fn nonempty(&self) -> bool {
+        !self.rest.is_empty()
+            || !self.here.is_empty()
+            || self.literal.values().chain(self.star.as_deref()).any(|c| c.nonempty())
+    }
+}
+
 impl<T> Index<T> {
+    /// Whether any pattern overlaps `pattern`.
+    pub fn overlaps_any(&self, pattern: &str) -> bool {
+        self.root.any(&tokens(pattern))
+    }
+
     pub fn new() -> Self {
         Index { root: Node::default() }
     }
@@ -131,10 +161,11 @@ impl<T> Index<T> {
 
     /// Every pattern that overlaps `pattern`, with each of its values.
     pub fn overlapping<'a>(&'a self, pattern: &str) -> impl Iterator<Item = (&'a String, &'a T)> + 'a {
+        // The walk is exact: every pattern it reaches overlaps (the test below
+        // holds it to the pairwise `overlaps`).
         let mut out = Vec::new();
         self.root.find(&tokens(pattern), &mut out);
-        let pattern = pattern.to_string();
-        out.into_iter().filter(move |(q, _)| overlaps(&pattern, q)).flat_map(|(q, vs)| vs.iter().map(move |v| (q, v)))
+        out.into_iter().flat_map(|(q, vs)| vs.iter().map(move |v| (q, v)))
     }
 }
 
@@ -223,6 +254,7 @@ mod tests {
             got.sort();
             let want: Vec<usize> = (0..patterns.len()).filter(|&i| overlaps(q, patterns[i])).collect();
             assert_eq!(got, want, "patterns overlapping {q}");
+            assert_eq!(index.overlaps_any(q), !want.is_empty(), "any pattern overlapping {q}");
         }
     }
 
