@@ -1283,8 +1283,9 @@ pub fn preload_of(server_json: &[u8]) -> Option<BTreeMap<String, String>> {
 impl Built {
     /// What must change on disk: files whose content is new, and files of the
     /// old store (of the part this run loaded) that are no longer in it.
-    /// `old_root` is the old root manifest's bytes.
-    pub fn changes(&self, existing: &Existing, old_root: Option<&[u8]>) -> crate::store::Changes {
+    /// `old_root` is the old root manifest's bytes. The new content moves into
+    /// the change (a full generation holds it once, not twice).
+    pub fn into_changes(self, existing: &Existing, old_root: Option<&[u8]>) -> (Manifest, crate::store::Changes) {
         let new = &self.manifest;
         let old = existing.manifest.as_ref();
         let old_manifests: HashMap<&str, &str> = old
@@ -1305,13 +1306,12 @@ impl Built {
                 _ => m.files.get(path).is_some_and(|d| new.files.get(path) == Some(d)),
             }
         };
-        let put: Tree =
-            self.files.iter().filter(|(p, b)| !unchanged(p, b)).map(|(p, b)| (p.clone(), b.clone())).collect();
+        let put: Tree = self.files.into_iter().filter(|(p, b)| !unchanged(p, b)).collect();
         let mut remove = BTreeSet::new();
         if let Some(m) = old {
             remove.extend(m.files.keys().filter(|p| !new.files.contains_key(*p)).cloned());
             remove.extend(old_manifests.keys().filter(|p| !new_manifests.contains_key(*p)).map(|p| p.to_string()));
         }
-        crate::store::Changes { put, remove }
+        (self.manifest, crate::store::Changes { put, remove })
     }
 }

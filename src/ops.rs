@@ -347,9 +347,15 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
         &format!("reconcile, sign and encrypt ({} file(s) of the old store read)", existing.files_read()),
         "writing the store",
     );
-    let mut changes = built.changes(&existing, root.get(MANIFEST).map(Vec::as_slice));
-    let new_manifest = &built.manifest;
-    let manifest_bytes = &built.files[MANIFEST];
+    // A new store's governance record is signed with its new operator key.
+    let new_operator = match gov {
+        None => Some(operator_key_of_built(&built, &identity)?),
+        Some(_) => None,
+    };
+    let manifest_bytes = built.files[MANIFEST].clone();
+    let manifest_bytes = &manifest_bytes;
+    let (new_manifest, mut changes) = built.into_changes(&existing, root.get(MANIFEST).map(Vec::as_slice));
+    let new_manifest = &new_manifest;
 
     // Record the change in the audit log, signed by the owner.
     let store_changed = !changes.is_empty();
@@ -359,7 +365,7 @@ pub fn reconcile(req: Request, change: Option<GovernanceChange>) -> Result<Outco
     let summary = |details: serde_json::Value| summary(&changes, details);
     let gov = match gov {
         None => {
-            let op = operator_key_of_built(&built, &identity)?;
+            let op = new_operator.expect("made above for a new store");
             let owner_id = plan.owner_id.clone().unwrap_or_else(|| "owner".into());
             let owner_name = plan.owner_name.clone().unwrap_or_else(|| owner_id.clone());
             let mut g = Governance::init(&owner_id, &owner_name, &identity.recipients[0], &op, req.now);
