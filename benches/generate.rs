@@ -164,7 +164,7 @@ fn binary() -> PathBuf {
 }
 
 /// One run of the CLI: wall time, CPU time and peak RSS (wait4's rusage of that
-/// child) and its JSON report.
+/// child) and its JSON report. Its stderr is kept in a file, shown if it fails.
 struct RunResult {
     wall: Duration,
     cpu: Duration,
@@ -190,10 +190,15 @@ impl Store {
         self.dir.with_extension("out.json")
     }
 
+    fn err(&self) -> PathBuf {
+        self.dir.with_extension("err.txt")
+    }
+
     fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.pins());
         let _ = std::fs::remove_file(self.out());
+        let _ = std::fs::remove_file(self.err());
     }
 }
 
@@ -234,6 +239,7 @@ impl Bench {
     /// Run `clan-nats --json generate` on `store` with `threads` rayon threads.
     fn run(&self, store: &Store, threads: usize) -> RunResult {
         let out_file = std::fs::File::create(store.out()).unwrap();
+        let err_file = std::fs::File::create(store.err()).unwrap();
         let start = Instant::now();
         let child = Command::new(&self.bin)
             .env("CLAN_NATS_PINS", store.pins())
@@ -246,6 +252,7 @@ impl Bench {
             .arg(&self.key)
             .arg("--new-identity")
             .stdout(out_file)
+            .stderr(err_file)
             .spawn()
             .unwrap();
         let pid = child.id() as libc::pid_t;
@@ -255,7 +262,10 @@ impl Bench {
         let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         let wall = start.elapsed();
         assert_eq!(rc, pid);
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "generate failed");
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            let err = std::fs::read_to_string(store.err()).unwrap_or_default();
+            panic!("clan-nats generate failed (wait status {status}):\n{err}");
+        }
         drop(child);
         let out = std::fs::read_to_string(store.out()).unwrap();
         RunResult {
