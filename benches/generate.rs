@@ -98,29 +98,33 @@ fn selected_sizes() -> Vec<Size> {
 
 // ---------------------------------------------------------------- the config
 
+// Names and subjects are short so that the 100k config stays under the CLI's
+// config size limit (`MAX_CONFIG_BYTES`, 16 MiB): about 150 bytes per user.
 fn user_name(a: usize, u: usize) -> String {
-    format!("a{a}-u{u}-service")
+    format!("a{a}u{u}")
 }
 
 fn account_name(a: usize) -> String {
     format!("acct{a}")
 }
 
+fn unit_name(a: usize) -> String {
+    format!("U{a}")
+}
+
 fn config(size: &Size) -> (Value, Vec<String>) {
     let recipients: Vec<String> =
         (0..size.hosts).map(|_| age::x25519::Identity::generate().to_public().to_string()).collect();
-    let units: Vec<Value> = (0..size.accounts)
-        .map(|a| json!({"name": format!("Unit{a}"), "nats_account_name": account_name(a)}))
-        .collect();
+    let units: Vec<Value> =
+        (0..size.accounts).map(|a| json!({"name": unit_name(a), "nats_account_name": account_name(a)})).collect();
     let mut people = Vec::new();
     let mut host_services: Vec<Vec<String>> = vec![Vec::new(); size.hosts];
     for a in 0..size.accounts {
         for u in 0..size.users {
             let name = user_name(a, u);
             people.push(json!({
-                "name": name, "organizational_unit": format!("Unit{a}"), "role": "Service",
-                "nats_permissions": {"publish": [format!("org.a{a}.u{u}.>")], "subscribe": [format!("org.a{a}.>")],
-                                     "allow_responses": true, "max_payload": 1048576}
+                "name": name, "organizational_unit": unit_name(a), "role": "Service",
+                "nats_permissions": {"publish": [format!("a{a}.u{u}.>")], "subscribe": [format!("a{a}.>")]}
             }));
             let h = (a * size.users + u) % size.hosts;
             host_services[h].push(name.clone());
@@ -138,6 +142,14 @@ fn config(size: &Size) -> (Value, Vec<String>) {
     )
 }
 
+/// The config as the CLI reads it; it must fit the CLI's limit.
+fn config_bytes(size: &Size, cfg: &Value) -> Vec<u8> {
+    let bytes = serde_json::to_vec(cfg).unwrap();
+    let limit = clan_nats::config::MAX_CONFIG_BYTES;
+    assert!(bytes.len() <= limit, "size {}: the config is {} bytes, over the CLI's limit of {limit}", size.name, bytes.len());
+    bytes
+}
+
 /// The `n` users an edit changes, as (account, user) indices: user i of the
 /// edit goes to account i % accounts, so the edits spread over the accounts.
 fn edited_users(size: &Size, n: usize) -> Vec<(usize, usize)> {
@@ -146,12 +158,12 @@ fn edited_users(size: &Size, n: usize) -> Vec<(usize, usize)> {
 }
 
 /// Give those users new publish permissions, distinct for every `round` (and
-/// still under their account's `org.a<A>.>`, which its users subscribe to).
+/// still under their account's `a<A>.>`, which its users subscribe to).
 fn edit_permissions(cfg: &mut Value, size: &Size, users: &[(usize, usize)], round: usize) {
     for &(a, u) in users {
         let person = &mut cfg["service_people"][a * size.users + u];
         debug_assert_eq!(person["name"], json!(user_name(a, u)));
-        person["nats_permissions"]["publish"] = json!([format!("org.a{a}.u{u}.v{round}.>")]);
+        person["nats_permissions"]["publish"] = json!([format!("a{a}.u{u}.v{round}.>")]);
     }
 }
 
@@ -163,8 +175,8 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_clan-nats"))
 }
 
-/// One run of the CLI: wall time, CPU time and peak RSS (wait4's rusage of that
-/// child) and its JSON report. Its stderr is kept in a file, shown if it fails.
+/// One run of the CLI: its resource use and its JSON report. Its stderr is kept
+/// in a file, shown if it fails.
 struct RunResult {
     wall: Duration,
     cpu: Duration,
@@ -172,8 +184,70 @@ struct RunResult {
     report: Value,
 }
 
+// ---------------------------------------------------------------- measuring a child
+
+/// Set (to a result file) when this bench binary runs as the measuring wrapper.
+const WRAPPER_ENV: &str = "CLAN_NATS_BENCH_MEASURE";
+
+/// Wall time, CPU time and peak RSS of one child process.
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kb: i64,
+    /// The wait status.
+    status: i32,
+}
+
 fn timeval(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+/// Spawn `cmd` and wait for it with wait4, for its rusage.
+fn spawn_measured(cmd: &mut Command) -> Usage {
+    let start = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; rusage is a plain struct.
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(rc, pid, "wait4");
+    drop(child);
+    Usage { wall, cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime), max_rss_kb: usage.ru_maxrss, status }
+}
+
+/// Run `cmd` through a fresh copy of this binary that spawns it, measures it and
+/// writes the result to a file. A child's ru_maxrss starts from the peak RSS of
+/// the process that spawned it (the exec replaces a vfork-shared or copied
+/// address space, whose high-water mark it inherits), and the bench process
+/// holds the whole config: spawned from a small wrapper, the CLI's own peak is
+/// what is measured.
+/// (`cmd`'s program, arguments and environment are used; its stdio is `stdio`.)
+fn run_wrapped(cmd: &Command, stdio: (std::fs::File, std::fs::File), result: &Path) -> Usage {
+    let mut wrapper = Command::new(std::env::current_exe().unwrap());
+    wrapper.env(WRAPPER_ENV, result).arg(cmd.get_program()).args(cmd.get_args()).stdout(stdio.0).stderr(stdio.1);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    let status = wrapper.status().unwrap();
+    assert!(status.success(), "the measuring wrapper failed: {status}");
+    let text = std::fs::read_to_string(result).unwrap();
+    let f: Vec<i64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let us = |x: i64| Duration::from_micros(x as u64);
+    Usage { wall: us(f[0]), cpu: us(f[1]), max_rss_kb: f[2], status: f[3] as i32 }
+}
+
+/// The wrapper's side of `run_wrapped`: run argv[1..] (stdio inherited), write
+/// "wall_us cpu_us max_rss_kb wait_status" to the result file.
+fn wrapper_main(result: &std::ffi::OsStr) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let u = spawn_measured(Command::new(&args[0]).args(&args[1..]).env_remove(WRAPPER_ENV));
+    let line = format!("{} {} {} {}\n", u.wall.as_micros(), u.cpu.as_micros(), u.max_rss_kb, u.status);
+    std::fs::write(result, line).unwrap();
 }
 
 /// A store directory and the files it needs besides the config and identity.
@@ -194,11 +268,16 @@ impl Store {
         self.dir.with_extension("err.txt")
     }
 
+    fn usage(&self) -> PathBuf {
+        self.dir.with_extension("usage.txt")
+    }
+
     fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.pins());
         let _ = std::fs::remove_file(self.out());
         let _ = std::fs::remove_file(self.err());
+        let _ = std::fs::remove_file(self.usage());
     }
 }
 
@@ -228,7 +307,7 @@ impl Bench {
     }
 
     fn write_config(&self) {
-        std::fs::write(&self.config_path, serde_json::to_vec(&self.cfg).unwrap()).unwrap();
+        std::fs::write(&self.config_path, config_bytes(&self.size, &self.cfg)).unwrap();
     }
 
     fn new_store(&mut self) -> Store {
@@ -238,11 +317,8 @@ impl Bench {
 
     /// Run `clan-nats --json generate` on `store` with `threads` rayon threads.
     fn run(&self, store: &Store, threads: usize) -> RunResult {
-        let out_file = std::fs::File::create(store.out()).unwrap();
-        let err_file = std::fs::File::create(store.err()).unwrap();
-        let start = Instant::now();
-        let child = Command::new(&self.bin)
-            .env("CLAN_NATS_PINS", store.pins())
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("CLAN_NATS_PINS", store.pins())
             .env("RAYON_NUM_THREADS", threads.to_string())
             .args(["--json", "generate", "--config"])
             .arg(&self.config_path)
@@ -250,30 +326,15 @@ impl Bench {
             .arg(&store.dir)
             .arg("--identity")
             .arg(&self.key)
-            .arg("--new-identity")
-            .stdout(out_file)
-            .stderr(err_file)
-            .spawn()
-            .unwrap();
-        let pid = child.id() as libc::pid_t;
-        let mut status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waiting for our own child; rusage is a plain struct.
-        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let wall = start.elapsed();
-        assert_eq!(rc, pid);
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            .arg("--new-identity");
+        let stdio = (std::fs::File::create(store.out()).unwrap(), std::fs::File::create(store.err()).unwrap());
+        let u = run_wrapped(&cmd, stdio, &store.usage());
+        if !(libc::WIFEXITED(u.status) && libc::WEXITSTATUS(u.status) == 0) {
             let err = std::fs::read_to_string(store.err()).unwrap_or_default();
-            panic!("clan-nats generate failed (wait status {status}):\n{err}");
+            panic!("clan-nats generate failed (wait status {}):\n{err}", u.status);
         }
-        drop(child);
         let out = std::fs::read_to_string(store.out()).unwrap();
-        RunResult {
-            wall,
-            cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
-            max_rss_kb: usage.ru_maxrss,
-            report: serde_json::from_str(&out).unwrap(),
-        }
+        RunResult { wall: u.wall, cpu: u.cpu, max_rss_kb: u.max_rss_kb, report: serde_json::from_str(&out).unwrap() }
     }
 
     fn progress(&self, what: &str) {
@@ -605,8 +666,27 @@ fn bench_parent_dir() -> PathBuf {
     std::env::var_os("CLAN_NATS_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
 }
 
+/// Every size's config (with the most edited subjects the re-runs write) fits the
+/// CLI's config limit: checked by the smoke run, so that `cargo test` catches a
+/// config change that would break the 100k size without running it.
+fn check_configs_fit() {
+    for size in SIZES {
+        let (mut cfg, _) = config(&size);
+        let edits = *EDITS.iter().max().unwrap();
+        edit_permissions(&mut cfg, &size, &edited_users(&size, edits.min(size.total_users())), usize::MAX);
+        let bytes = config_bytes(&size, &cfg).len();
+        eprintln!("[{}] config: {bytes} bytes", size.name);
+    }
+}
+
 fn main() {
+    if let Some(result) = std::env::var_os(WRAPPER_ENV) {
+        return wrapper_main(&result);
+    }
     let sizes = selected_sizes();
+    if sizes.iter().any(|s| s.name == "smoke") {
+        check_configs_fit();
+    }
     let machine = machine_line(&fs_type(&bench_parent_dir()));
     let mut results = Vec::new();
     for size in sizes {
