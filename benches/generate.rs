@@ -64,21 +64,26 @@ fn size_named(name: &str) -> Size {
     })
 }
 
+/// The values of `--size X` and `--size=X` in `args`.
+fn size_flags(args: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut args = args.iter();
+    while let Some(a) = args.next() {
+        if let Some(v) = a.strip_prefix("--size=") {
+            names.push(v.to_string());
+        } else if a == "--size" {
+            names.push(args.next().expect("--size needs a value (smoke, 1k, 10k, 100k)").clone());
+        }
+    }
+    names
+}
+
 /// Sizes from `--size` flags, else `CLAN_NATS_BENCH_SIZES`, else the default:
 /// 1k and 10k under `cargo bench` (which passes `--bench`), smoke otherwise.
+/// Each value may be a comma list.
 fn selected_sizes() -> Vec<Size> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut names = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        if let Some(v) = args[i].strip_prefix("--size=") {
-            names.push(v.to_string());
-        } else if args[i] == "--size" {
-            names.push(args.get(i + 1).expect("--size needs a value (1k, 10k, 100k, smoke)").clone());
-            i += 1;
-        }
-        i += 1;
-    }
+    let mut names = size_flags(&args);
     if names.is_empty() {
         names.extend(std::env::var("CLAN_NATS_BENCH_SIZES").ok().filter(|s| !s.trim().is_empty()));
     }
