@@ -222,13 +222,13 @@ fn spawn_measured(cmd: &mut Command) -> Usage {
     Usage { wall, cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime), max_rss_kb: usage.ru_maxrss, status }
 }
 
-/// Run `cmd` through a fresh copy of this binary that spawns it, measures it and
+/// Run `cmd` (its program, arguments and environment; stdout and stderr go to
+/// `stdio`) through a fresh copy of this binary that spawns it, measures it and
 /// writes the result to a file. A child's ru_maxrss starts from the peak RSS of
 /// the process that spawned it (the exec replaces a vfork-shared or copied
 /// address space, whose high-water mark it inherits), and the bench process
-/// holds the whole config: spawned from a small wrapper, the CLI's own peak is
-/// what is measured.
-/// (`cmd`'s program, arguments and environment are used; its stdio is `stdio`.)
+/// holds the whole config (hundreds of MB at 100k): spawned from a small
+/// wrapper, the CLI's own peak is what is measured.
 fn run_wrapped(cmd: &Command, stdio: (std::fs::File, std::fs::File), result: &Path) -> Usage {
     let mut wrapper = Command::new(std::env::current_exe().unwrap());
     wrapper.env(WRAPPER_ENV, result).arg(cmd.get_program()).args(cmd.get_args()).stdout(stdio.0).stderr(stdio.1);
@@ -299,10 +299,8 @@ struct Bench {
 
 impl Bench {
     fn new(size: Size) -> Bench {
-        let tmp = match std::env::var_os("CLAN_NATS_BENCH_DIR") {
-            Some(d) => tempfile::tempdir_in(d).expect("CLAN_NATS_BENCH_DIR: cannot create a temp dir there"),
-            None => tempfile::tempdir().unwrap(),
-        };
+        let parent = bench_parent_dir();
+        let tmp = tempfile::tempdir_in(&parent).unwrap_or_else(|e| panic!("a temp dir in {}: {e}", parent.display()));
         let (cfg, recipients) = config(&size);
         let config_path = tmp.path().join("org.json");
         let key = tmp.path().join("owner.key");
@@ -667,6 +665,7 @@ fn fs_type(dir: &Path) -> String {
         .unwrap_or_else(|| "unknown filesystem".into())
 }
 
+/// Where the temp dir goes: `CLAN_NATS_BENCH_DIR`, else $TMPDIR (or /tmp).
 fn bench_parent_dir() -> PathBuf {
     std::env::var_os("CLAN_NATS_BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
 }
