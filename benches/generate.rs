@@ -151,7 +151,12 @@ fn config(size: &Size) -> (Value, Vec<String>) {
 fn config_bytes(size: &Size, cfg: &Value) -> Vec<u8> {
     let bytes = serde_json::to_vec(cfg).unwrap();
     let limit = clan_nats::config::MAX_CONFIG_BYTES;
-    assert!(bytes.len() <= limit, "size {}: the config is {} bytes, over the CLI's limit of {limit}", size.name, bytes.len());
+    assert!(
+        bytes.len() <= limit,
+        "size {}: the config is {} bytes, over the CLI's limit of {limit}",
+        size.name,
+        bytes.len()
+    );
     bytes
 }
 
