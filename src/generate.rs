@@ -578,29 +578,9 @@ impl<'a> Builder<'a> {
         let layout = Layout::with_format(&plan.operator, self.ctx.format);
         let mut out = Out::default();
 
-        // The operator (its JWT names the system account).
         let sys = plan.accounts.iter().position(|a| a.system).expect("the plan always has a system account");
         let sys_pub = accounts[sys].id.entry.public_key.clone();
-        let op_claims = OperatorClaims::new(
-            &op.entry.public_key,
-            &plan.operator,
-            OperatorNats {
-                signing_keys: vec![op_sk.entry.public_key.clone()],
-                system_account: sys_pub.clone(),
-                ..Default::default()
-            },
-        );
-        let old_op = match old {
-            Some(m) => self.old_jwt(&m.operator.jwt)?,
-            None => None,
-        };
-        let op_jwt = self.sign(decide(op_claims, &op.entry.public_key, old_op.as_deref(), self.ctx.now), &op)?;
-        out.put(layout.nsc_info(), layout.nsc_info_content().into_bytes());
-        out.put(layout.operator_jwt(), op_jwt.clone().into_bytes());
-        for k in [&op, &op_sk] {
-            out.keys.push(k.entry.clone());
-            out.sealed(self.seal_key(k)?);
-        }
+        let op_jwt = self.operator(plan, &op, &op_sk, &sys_pub, &layout, &mut out)?;
 
         // The accounts: each touched one re-made, the others carried unread.
         let mut entries = Vec::new();
@@ -632,6 +612,56 @@ impl<'a> Builder<'a> {
 
         let server_inputs = self.server(plan, &op_jwt, &sys_pub, preload, &mut out)?;
         out.put(CONFIG.into(), self.ctx.config_json.clone());
+        Ok(self.manifest(plan, &op, &op_sk, sys_pub, entries, server_inputs, out))
+    }
+
+    /// The operator JWT (kept while unchanged) and the operator's keys.
+    fn operator(
+        &self,
+        plan: &Plan,
+        op: &Key,
+        op_sk: &Key,
+        sys_pub: &str,
+        layout: &Layout,
+        out: &mut Out,
+    ) -> Result<String, GenerateError> {
+        let op_claims = OperatorClaims::new(
+            &op.entry.public_key,
+            &plan.operator,
+            OperatorNats {
+                signing_keys: vec![op_sk.entry.public_key.clone()],
+                system_account: sys_pub.to_string(),
+                ..Default::default()
+            },
+        );
+        let old_op = match &self.existing.manifest {
+            Some(m) => self.old_jwt(&m.operator.jwt)?,
+            None => None,
+        };
+        let op_jwt = self.sign(decide(op_claims, &op.entry.public_key, old_op.as_deref(), self.ctx.now), op)?;
+        out.put(layout.nsc_info(), layout.nsc_info_content().into_bytes());
+        out.put(layout.operator_jwt(), op_jwt.clone().into_bytes());
+        for k in [op, op_sk] {
+            out.keys.push(k.entry.clone());
+            out.sealed(self.seal_key(k)?);
+        }
+        Ok(op_jwt)
+    }
+
+    /// The new manifest, and with it the files of the new store.
+    #[allow(clippy::too_many_arguments)]
+    fn manifest(
+        &self,
+        plan: &Plan,
+        op: &Key,
+        op_sk: &Key,
+        system_account: String,
+        accounts: Vec<AccountEntry>,
+        server_inputs: String,
+        mut out: Out,
+    ) -> Built {
+        let layout = Layout::with_format(&plan.operator, self.ctx.format);
+
         out.keys.sort_by(|x, y| (&x.role, &x.account, &x.user).cmp(&(&y.role, &y.account, &y.user)));
         let mut manifest = Manifest {
             format: manifest::FORMAT,
@@ -641,10 +671,10 @@ impl<'a> Builder<'a> {
                 name: plan.operator.clone(),
                 public_key: op.entry.public_key.clone(),
                 signing_keys: vec![op_sk.entry.public_key.clone()],
-                system_account: sys_pub,
+                system_account,
                 jwt: layout.operator_jwt(),
             },
-            accounts: entries,
+            accounts,
             units: plan.units.clone(),
             flows: plan.wiring.flows.clone(),
             hosts: plan
@@ -665,7 +695,7 @@ impl<'a> Builder<'a> {
         };
         let mut files = out.tree;
         files.extend(manifest.to_files());
-        Ok(Built { manifest, files })
+        Built { manifest, files }
     }
 
     /// A touched account: its JWT (kept while its claims are unchanged), and its users.
