@@ -23,7 +23,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::tree::{io_err, needs_chmod, parent_of, set_mode, sync_filesystem, write_file, DIR_MODE};
+use super::tree::{io_err, needs_chmod, parent_dirs, parent_of, set_mode, sync_filesystem, write_file, DIR_MODE};
 use super::{StoreError, Tree, WriteReport, MANIFEST};
 
 /// A change to a store: files to write (whole content) and files to remove.
@@ -149,17 +149,7 @@ fn stage_and_commit(dir: &Utf8Path, txn: &Utf8Path, changes: &Changes) -> Result
 /// Do what a committed journal says (again, if a killed run did part of it).
 fn roll_forward(dir: &Utf8Path, txn: &Utf8Path, j: &Journal) -> Result<(), StoreError> {
     let staged = txn.join("new");
-    let mut dirs = BTreeSet::new();
-    for (_, rel) in &j.puts {
-        let mut p = Utf8Path::new(rel.as_str());
-        while let Some(parent) = p.parent().filter(|p| !p.as_str().is_empty()) {
-            if !dirs.insert(parent.to_owned()) {
-                break;
-            }
-            p = parent;
-        }
-    }
-    for d in &dirs {
+    for d in &parent_dirs(j.puts.iter().map(|(_, p)| p)) {
         let path = dir.join(d);
         match fs::DirBuilder::new().mode(DIR_MODE).create(&path) {
             Ok(()) => set_mode(&path, DIR_MODE)?,
@@ -177,38 +167,22 @@ fn roll_forward(dir: &Utf8Path, txn: &Utf8Path, j: &Journal) -> Result<(), Store
     let (root, rest): (Vec<_>, Vec<_>) = j.puts.iter().partition(|(_, p)| p == MANIFEST);
     rest.par_iter().map(|p| rename(p)).collect::<Result<(), _>>()?;
     root.iter().map(|p| rename(p)).collect::<Result<(), _>>()?;
-    let mut emptied = BTreeSet::new();
     for rel in &j.remove {
         let path = dir.join(rel);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&path)(e)),
             _ => {}
         }
-        let mut p = Utf8Path::new(rel.as_str());
-        while let Some(parent) = p.parent().filter(|p| !p.as_str().is_empty()) {
-            emptied.insert(parent.to_owned());
-            p = parent;
-        }
     }
     // Directories left empty, deepest first (a non-empty one stays).
-    for d in emptied.iter().rev() {
+    for d in parent_dirs(j.remove.iter()).iter().rev() {
         let _ = fs::remove_dir(dir.join(d));
     }
-    // The renames and removals are durable once their directories are.
-    let mut touched: BTreeSet<Utf8PathBuf> = BTreeSet::new();
-    for rel in j.puts.iter().map(|(_, p)| p).chain(&j.remove) {
-        let mut p = Utf8Path::new(rel.as_str());
-        while let Some(parent) = p.parent() {
-            touched.insert(dir.join(parent));
-            if parent.as_str().is_empty() {
-                break;
-            }
-            p = parent;
-        }
-    }
-    if touched.len() <= FSYNC_EACH {
-        for d in touched.iter().filter(|d| d.is_dir()) {
-            fsync(d)?;
+    // The renames and removals are durable once their directories (and DIR) are.
+    let touched = parent_dirs(j.puts.iter().map(|(_, p)| p).chain(&j.remove));
+    if touched.len() < FSYNC_EACH {
+        for d in touched.iter().map(|d| dir.join(d)).chain([dir.to_owned()]).filter(|d| d.is_dir()) {
+            fsync(&d)?;
         }
     } else {
         sync_filesystem(dir)?;

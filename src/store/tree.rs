@@ -82,11 +82,8 @@ pub fn foreign_entries(dir: &Utf8Path) -> Result<Vec<String>, StoreError> {
 pub fn read_tree(dir: &Utf8Path) -> Result<Tree, StoreError> {
     finish_interrupted(dir)?;
     let mut tree = Tree::new();
-    match fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(tree),
-        Err(e) => return Err(io_err(dir)(e)),
-        Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.to_owned())),
-        Ok(_) => {}
+    if !is_store_dir(dir)? {
+        return Ok(tree);
     }
     let mut files = Vec::new();
     walk(dir, "", &mut files)?;
@@ -128,6 +125,31 @@ fn walk(root: &Utf8Path, rel: &str, files: &mut Vec<String>) -> Result<(), Store
     Ok(())
 }
 
+/// Whether `dir` exists (as a directory, not a symbolic link to one).
+fn is_store_dir(dir: &Utf8Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(dir)(e)),
+        Ok(m) if m.file_type().is_symlink() => Err(StoreError::Symlink(dir.to_owned())),
+        Ok(_) => Ok(true),
+    }
+}
+
+/// Every directory above `paths` (relative, `/`-separated), each once, outer first.
+pub(super) fn parent_dirs<'a>(paths: impl Iterator<Item = &'a String>) -> std::collections::BTreeSet<Utf8PathBuf> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for rel in paths {
+        let mut p = Utf8Path::new(rel.as_str());
+        while let Some(parent) = p.parent().filter(|p| !p.as_str().is_empty()) {
+            if !dirs.insert(parent.to_owned()) {
+                break;
+            }
+            p = parent;
+        }
+    }
+    dirs
+}
+
 /// A reader that finds a killed write's journal finishes it first, under the
 /// lock (which does it), so that it never sees half of a write.
 fn finish_interrupted(dir: &Utf8Path) -> Result<(), StoreError> {
@@ -143,11 +165,8 @@ fn finish_interrupted(dir: &Utf8Path) -> Result<(), StoreError> {
 pub fn read_root(dir: &Utf8Path) -> Result<Tree, StoreError> {
     finish_interrupted(dir)?;
     let mut tree = Tree::new();
-    match fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(tree),
-        Err(e) => return Err(io_err(dir)(e)),
-        Ok(m) if m.file_type().is_symlink() => return Err(StoreError::Symlink(dir.to_owned())),
-        Ok(_) => {}
+    if !is_store_dir(dir)? {
+        return Ok(tree);
     }
     let mut files = Vec::new();
     for top in [super::MANIFEST, "config.json"] {
@@ -229,17 +248,7 @@ pub fn write_tree(dir: &Utf8Path, new: &Tree, old: &Tree) -> Result<WriteReport,
         .map_err(|p| StoreError::NotUtf8(p.to_string_lossy().into()))?;
     set_mode(&tmp_path, DIR_MODE)?;
     // Directories first (sequentially, each once), then the files in parallel.
-    let mut dirs = std::collections::BTreeSet::new();
-    for rel in new.keys() {
-        let mut p = Utf8Path::new(rel.as_str());
-        while let Some(parent) = p.parent().filter(|p| !p.as_str().is_empty()) {
-            if !dirs.insert(parent.to_owned()) {
-                break;
-            }
-            p = parent;
-        }
-    }
-    for d in &dirs {
+    for d in &parent_dirs(new.keys()) {
         let path = tmp_path.join(d);
         fs::DirBuilder::new().mode(DIR_MODE).create(&path).map_err(io_err(&path))?;
         set_mode(&path, DIR_MODE)?;
