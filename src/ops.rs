@@ -100,10 +100,13 @@ pub type GovernanceChange<'a> = Box<dyn FnOnce(&mut Governance, &Manifest) -> Re
 
 /// What a run tells about its phases on stderr: every phase's time when
 /// `CLAN_NATS_TRACE` is set; otherwise, on a terminal, a progress line once
-/// the run has taken more than a second (`CLAN_NATS_NO_PROGRESS` turns it off).
+/// the run has taken more than a second (`CLAN_NATS_PROGRESS_AFTER_MS` sets
+/// after how long; `CLAN_NATS_NO_PROGRESS` turns it off).
 struct Trace {
     timings: bool,
     progress: bool,
+    /// Progress lines start once the run has taken this long.
+    after: std::time::Duration,
     start: std::time::Instant,
     last: std::cell::Cell<std::time::Instant>,
     shown: std::cell::Cell<bool>,
@@ -116,6 +119,10 @@ impl Trace {
         Trace {
             timings: std::env::var_os("CLAN_NATS_TRACE").is_some(),
             progress: std::io::stderr().is_terminal() && std::env::var_os("CLAN_NATS_NO_PROGRESS").is_none(),
+            after: std::env::var("CLAN_NATS_PROGRESS_AFTER_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(std::time::Duration::from_secs(1), std::time::Duration::from_millis),
             start: now,
             last: std::cell::Cell::new(now),
             shown: std::cell::Cell::new(false),
@@ -127,7 +134,7 @@ impl Trace {
         if self.timings {
             eprintln!("clan-nats: {what}: {:.3} s", self.last.get().elapsed().as_secs_f64());
             self.last.set(std::time::Instant::now());
-        } else if self.progress && !next.is_empty() && self.start.elapsed() > std::time::Duration::from_secs(1) {
+        } else if self.progress && !next.is_empty() && self.start.elapsed() >= self.after {
             eprint!("\r\x1b[Kclan-nats: {next} ({:.1} s)", self.start.elapsed().as_secs_f64());
             self.shown.set(true);
         }

@@ -75,6 +75,18 @@ pub fn parse(file: &Utf8Path, text: &str) -> Result<Config, ConfigError> {
             format!("{} bytes is larger than the limit of {MAX_CONFIG_BYTES} bytes (16 MiB)", text.len()),
         ));
     }
+    // The common case first, at full speed: a valid config. Only a config
+    // that fails is parsed again, to find the field path of its error.
+    if let Ok(c) = serde_json::from_str::<Config>(text) {
+        if let Some(path) = positional_struct(text) {
+            return Err(ConfigError::one(
+                file,
+                path,
+                "expected an object with named fields, found an array (fields are never taken by position)",
+            ));
+        }
+        return Ok(c);
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     // `end` refuses anything but whitespace after the config (a stray `}` or a
     // second document would otherwise be ignored).
