@@ -124,11 +124,9 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest, files_changed: usize, rotati
     c.flows.extend(gone.iter().map(|f| format!("removed flow: {}", f.describe())));
 
     // Users.
-    let users = |m: &Manifest| -> BTreeMap<(String, String), UserEntry> {
-        m.accounts
-            .iter()
-            .flat_map(|a| a.users.iter().map(move |u| ((a.name.clone(), u.name.clone()), u.clone())))
-            .collect()
+    let users = |m| -> BTreeMap<(&str, &str), &UserEntry> {
+        let m: &Manifest = m;
+        m.accounts.iter().flat_map(|a| a.users.iter().map(move |u| ((a.name.as_str(), u.name.as_str()), u))).collect()
     };
     let (ou, nu) = (users(om), users(new));
     let mut removed = Vec::new();
@@ -136,7 +134,7 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest, files_changed: usize, rotati
     let mut redeploy: BTreeSet<String> = BTreeSet::new();
     for ((acct, name), u) in &nu {
         let id = format!("{acct}/{name}");
-        match ou.get(&(acct.clone(), name.clone())) {
+        match ou.get(&(*acct, *name)) {
             None => c.users.push(format!("user {id} created")),
             Some(o) => {
                 if o.public_key != u.public_key {
@@ -160,7 +158,7 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest, files_changed: usize, rotati
                 let (oh, nh): (BTreeSet<&String>, BTreeSet<&String>) =
                     (o.hosts.iter().collect(), u.hosts.iter().collect());
                 for h in oh.difference(&nh) {
-                    host_losses.entry(h.to_string()).or_default().insert(name.clone());
+                    host_losses.entry(h.to_string()).or_default().insert(name.to_string());
                 }
                 if oh != nh {
                     c.users.push(format!("user {id} hosts: {} -> {}", join(o.hosts.iter()), join(u.hosts.iter())));
@@ -172,7 +170,7 @@ pub fn diff(old: Option<&Manifest>, new: &Manifest, files_changed: usize, rotati
         }
     }
     for ((acct, name), o) in &ou {
-        if !nu.contains_key(&(acct.clone(), name.clone())) {
+        if !nu.contains_key(&(*acct, *name)) {
             c.users.push(format!("user {acct}/{name} removed: its key is revoked"));
             removed.push(format!("{acct}/{name}"));
             for h in &o.hosts {

@@ -305,7 +305,14 @@ fn verify_detects_tampering() {
             &std::fs::read(d.join(format!("{acct}/users/person-service.creds.age"))).unwrap()
         )
     );
-    v["files"][format!("{acct}/users/person-service.creds.age")] = digest.into();
+    // The creds' digest lives in the account's manifest, whose digest is in the root.
+    let am = d.join("manifest.d/core.json");
+    let mut a: serde_json::Value = serde_json::from_slice(&std::fs::read(&am).unwrap()).unwrap();
+    a["files"][format!("{acct}/users/person-service.creds.age")] = digest.into();
+    let bytes = serde_json::to_vec_pretty(&a).unwrap();
+    std::fs::write(&am, &bytes).unwrap();
+    let core = v["accounts"].as_array_mut().unwrap().iter_mut().find(|x| x["name"] == "core").unwrap();
+    core["manifest_sha256"] = format!("sha256:{}", clan_nats::manifest::sha256_hex(&bytes)).into();
     std::fs::write(&m, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     verify_fails(&d, Some(&key), "person-service.creds.age: embedded JWT is not");
 
