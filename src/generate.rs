@@ -556,7 +556,7 @@ impl<'a> Builder<'a> {
             .accounts
             .iter()
             .zip(&inputs.accounts)
-            .filter(|(a, i)| rotated(a) || m.account(&a.name).is_none_or(|o| &o.inputs != *i))
+            .filter(|(a, i)| rotated(a) || m.account(&a.name).map_or(true, |o| &o.inputs != *i))
             .map(|(a, _)| a.name.clone())
             .collect();
         out.extend(

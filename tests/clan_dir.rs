@@ -106,7 +106,7 @@ fn the_sops_key_wins_over_the_openssh_var() {
     let out = try_generate(&config, &dir, &key, &["--clan-dir", clan.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let recipient = |dir: &Path| -> String {
-        let m: Value = serde_json::to_value(clan_nats::manifest::Manifest::read_dir(&dir).unwrap()).unwrap();
+        let m: Value = serde_json::to_value(clan_nats::manifest::Manifest::read_dir(dir).unwrap()).unwrap();
         m["hosts"].as_array().unwrap().iter().find(|h| h["name"] == "media1").unwrap()["recipient"]
             .as_str()
             .unwrap()

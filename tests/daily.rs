@@ -16,7 +16,7 @@ fn ok(o: std::process::Output) -> std::process::Output {
 }
 
 fn manifest(dir: &Path) -> Manifest {
-    Manifest::read_dir(&dir).unwrap()
+    Manifest::read_dir(dir).unwrap()
 }
 
 /// `git init` inside DIR, a README and a notes folder: every command that

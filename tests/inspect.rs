@@ -21,7 +21,7 @@ fn json(args: &[&str]) -> Value {
 }
 
 fn manifest(dir: &Path) -> Manifest {
-    Manifest::read_dir(&dir).unwrap()
+    Manifest::read_dir(dir).unwrap()
 }
 
 /// The claims of a JWT file, decoded here independently of the library.

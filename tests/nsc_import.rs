@@ -190,7 +190,7 @@ fn our_own_export_imports_with_nothing_lost() {
     assert!(o.status.success() && !err.contains("dropped"), "{err}");
     // Every key was adopted: the same public keys in both manifests.
     let keys = |d: &Path| {
-        let m = clan_nats::manifest::Manifest::read_dir(&d).unwrap();
+        let m = clan_nats::manifest::Manifest::read_dir(d).unwrap();
         let mut k: Vec<String> =
             m.keys.iter().map(|k| format!("{} {} {} {}", k.role, k.account, k.user, k.public_key)).collect();
         k.sort();

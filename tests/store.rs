@@ -12,7 +12,7 @@ use clan_nats::manifest::Manifest;
 use common::*;
 
 fn manifest(dir: &Path) -> Manifest {
-    Manifest::read_dir(&dir).unwrap()
+    Manifest::read_dir(dir).unwrap()
 }
 
 fn age_decrypt(identity: &Path, file: &Path) -> Result<Vec<u8>, String> {

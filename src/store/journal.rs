@@ -166,7 +166,7 @@ fn roll_forward(dir: &Utf8Path, txn: &Utf8Path, j: &Journal) -> Result<(), Store
     };
     let (root, rest): (Vec<_>, Vec<_>) = j.puts.iter().partition(|(_, p)| p == MANIFEST);
     rest.par_iter().map(|p| rename(p)).collect::<Result<(), _>>()?;
-    root.iter().map(|p| rename(p)).collect::<Result<(), _>>()?;
+    root.iter().try_for_each(|p| rename(p))?;
     for rel in &j.remove {
         let path = dir.join(rel);
         match fs::remove_file(&path) {
