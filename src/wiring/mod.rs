@@ -21,7 +21,7 @@ pub mod show;
 pub mod subject;
 pub mod verify;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -422,26 +422,44 @@ fn issue(path: String, message: impl Into<String>) -> Issue {
 /// subscribe permission that asks for it.
 fn derived_flows(users: &[User], declared: &[(Flow, String)]) -> Vec<(Flow, String)> {
     let mut raw: BTreeMap<(String, String, FlowType), Vec<(String, String)>> = BTreeMap::new();
-    // Every subscription, by subject: (user, its index in the subscribe list).
-    let mut subs: Index<(usize, usize)> = Index::new();
+    // Every subscription by subject, grouped per (subject, account): a subject
+    // that all users of an account subscribe to is one entry, skipped at once
+    // for a publisher of that same account.
+    let mut account_ids: HashMap<&str, usize> = HashMap::new();
+    for u in users {
+        let n = account_ids.len();
+        account_ids.entry(u.account.as_str()).or_insert(n);
+    }
+    let mut groups: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+    let mut group_of: HashMap<(&str, usize), usize> = HashMap::new();
+    let mut subs: Index<usize> = Index::new();
     for (vi, v) in users.iter().enumerate() {
+        let a = account_ids[v.account.as_str()];
         for (j, q) in &v.subs {
-            subs.insert(q, (vi, *j));
+            let g = *group_of.entry((q.as_str(), a)).or_insert_with(|| {
+                groups.push((a, Vec::new()));
+                subs.insert(q, groups.len() - 1);
+                groups.len() - 1
+            });
+            groups[g].1.push((vi, *j));
         }
     }
     for u in users {
+        let ua = account_ids[u.account.as_str()];
         for p in &u.pubs {
-            let mut hits: Vec<(usize, usize, &String)> = subs
-                .overlapping(p)
-                .filter(|(_, (vi, _))| users[*vi].account != u.account)
-                .map(|(q, &(vi, j))| (vi, j, q))
-                .collect();
+            let mut hits: Vec<(usize, usize, &String)> = Vec::new();
+            for (q, &g) in subs.overlapping(p) {
+                let (a, members) = &groups[g];
+                if *a != ua {
+                    hits.extend(members.iter().map(|&(vi, j)| (vi, j, q)));
+                }
+            }
             // In the order a pairwise walk would meet them (users, then their subscriptions).
             hits.sort_by_key(|(vi, j, _)| (*vi, users[*vi].subs.iter().position(|(k, _)| k == j)));
             for (vi, j, q) in hits {
                 let v = &users[vi];
                 let Some(s) = intersect(p, q) else { continue };
-                let home = subs.overlapping(&s).any(|(_, &(wi, _))| users[wi].account == u.account);
+                let home = subs.overlapping(&s).any(|(_, &g)| groups[g].0 == ua);
                 let key = if !home && v.responds {
                     (v.account.clone(), u.account.clone(), FlowType::Service)
                 } else {
