@@ -118,34 +118,16 @@ pub struct Existing {
     pub imported: HashMap<(String, String, String), String>,
     /// The manifest's keys by (role, account, user), an index into `manifest.keys`.
     key_index: HashMap<(String, String, String), usize>,
-    source: Source,
+    /// DIR, read file by file.
+    dir: camino::Utf8PathBuf,
     /// How many files were read (the benchmark's and the trace's measure).
     reads: std::sync::atomic::AtomicUsize,
-}
-
-/// Where the old files come from.
-enum Source {
-    /// A whole tree already in memory.
-    Memory(Tree),
-    /// DIR on disk, read file by file.
-    Dir(camino::Utf8PathBuf),
+    /// Old account JWTs by path, read once: the wiring, the account itself
+    /// and the server configs may each need one.
+    account_jwts: std::sync::Mutex<HashMap<String, Option<String>>>,
 }
 
 impl Existing {
-    /// A store held whole in memory (every account loaded).
-    pub fn from_tree(tree: Tree) -> Result<Existing, GenerateError> {
-        if tree.is_empty() {
-            return Ok(Existing::new(None, Source::Memory(tree)));
-        }
-        if !tree.contains_key(MANIFEST) {
-            return Err(GenerateError::Damaged(format!(
-                "the output directory is not empty and has no {MANIFEST}, so it is not a clan-nats store; refusing to overwrite it"
-            )));
-        }
-        let manifest = Manifest::from_tree(&tree).map_err(GenerateError::Damaged)?;
-        Ok(Existing::new(Some(manifest), Source::Memory(tree)))
-    }
-
     /// The store in `dir`, of which only `root` (the verified root manifest and
     /// governance record) has been read; without a root manifest, a new store.
     pub fn open(dir: &camino::Utf8Path, root: &Tree) -> Result<Existing, GenerateError> {
@@ -153,19 +135,16 @@ impl Existing {
             None => None,
             Some(b) => Some(Manifest::parse(b).map_err(|e| GenerateError::Damaged(format!("{MANIFEST}: {e}")))?),
         };
-        Ok(Existing::new(manifest, Source::Dir(dir.to_owned())))
-    }
-
-    fn new(manifest: Option<Manifest>, source: Source) -> Existing {
         let mut e = Existing {
             manifest,
             imported: HashMap::new(),
             key_index: HashMap::new(),
-            source,
+            dir: dir.to_owned(),
             reads: Default::default(),
+            account_jwts: Default::default(),
         };
         e.index_keys();
-        e
+        Ok(e)
     }
 
     fn index_keys(&mut self) {
@@ -185,16 +164,11 @@ impl Existing {
     /// A file as it is, unchecked.
     fn raw(&self, path: &str) -> Result<Option<Vec<u8>>, GenerateError> {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if std::env::var_os("CLAN_NATS_TRACE_READS").is_some() {
-            eprintln!("clan-nats: read {path}");
-        }
-        match &self.source {
-            Source::Memory(t) => Ok(t.get(path).cloned()),
-            Source::Dir(d) => match std::fs::read(d.join(path)) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(GenerateError::Damaged(format!("{}: {e}", d.join(path)))),
-            },
+        let full = self.dir.join(path);
+        match std::fs::read(&full) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(GenerateError::Damaged(format!("{full}: {e}"))),
         }
     }
 
@@ -720,7 +694,7 @@ impl<'a> Builder<'a> {
         let current: HashMap<&str, &str> =
             a.users.iter().zip(&uk).map(|(u, k)| (u.name.as_str(), k.entry.public_key.as_str())).collect();
         let old_jwt = match old {
-            Some(o) => self.old_jwt(&o.jwt)?,
+            Some(o) => self.old_account_jwt(&o.jwt)?,
             None => None,
         };
         let revocations = self.revocations(old, old_jwt.as_deref(), &current, &keys.id.entry.public_key)?;
@@ -929,7 +903,7 @@ impl<'a> Builder<'a> {
             for (k, (path, text)) in preload {
                 let text = match text {
                     Some(t) => t,
-                    None => self.old_jwt(&path)?.ok_or_else(|| {
+                    None => self.old_account_jwt(&path)?.ok_or_else(|| {
                         GenerateError::Tampered(format!("{path}: listed in the signed manifest but missing"))
                     })?,
                 };
@@ -1017,6 +991,16 @@ impl<'a> Builder<'a> {
     /// its signature need not be checked again.
     fn old_jwt(&self, path: &str) -> Result<Option<String>, GenerateError> {
         self.old_file(path)
+    }
+
+    /// [`Builder::old_jwt`] of an account JWT, read at most once per run.
+    fn old_account_jwt(&self, path: &str) -> Result<Option<String>, GenerateError> {
+        if let Some(t) = self.existing.account_jwts.lock().expect("not poisoned").get(path) {
+            return Ok(t.clone());
+        }
+        let t = self.old_jwt(path)?;
+        self.existing.account_jwts.lock().expect("not poisoned").insert(path.to_string(), t.clone());
+        Ok(t)
     }
 
     /// The old digest of a file that is carried unread.

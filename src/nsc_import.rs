@@ -242,13 +242,7 @@ pub fn losses(op_dir: &Utf8Path, plan: &Plan) -> Result<Vec<String>, String> {
         let ac = AccountClaims::decode(&tok).map_err(|e| format!("{dir}: {e}"))?;
         account_losses(&what, &ac, a, plan, &mut out);
         unknown_fields(&tok, ACCOUNT_FIELDS, &what, &mut out);
-        let users: BTreeSet<String> = fs::read_dir(dir.join("users"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jwt")).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let users = user_names(&dir);
         for un in &users {
             let what = format!("user {name}/{un}");
             let Some(u) = a.users.iter().find(|u| &u.name == un) else {
@@ -264,25 +258,22 @@ pub fn losses(op_dir: &Utf8Path, plan: &Plan) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The users of an nsc account directory: the `users/<name>.jwt` files, sorted.
+fn user_names(account_dir: &Utf8Path) -> BTreeSet<String> {
+    fs::read_dir(account_dir.join("users"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jwt")).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 // ---- `import-nsc --write-config`: the config, extended by what nsc holds ----
 
 use serde_json::{json, Value};
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a unix time (for `expires`).
-fn rfc3339(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // H. Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
+use crate::governance::rfc3339;
 
 /// A user JWT's permissions and limits as `nats_permissions` / `nats_limits`.
 fn person_fields(uc: &UserClaims) -> (Value, Option<Value>) {
@@ -373,13 +364,7 @@ pub fn adopt(config: &Value, op_dir: &Utf8Path, plan: &Plan) -> Result<Value, St
                     "deny_publish": d.publish.deny, "deny_subscribe": d.subscribe.deny});
             }
         }
-        let users: BTreeSet<String> = fs::read_dir(dir.join("users"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".jwt")).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let users = user_names(&dir);
         for un in &users {
             let tok = read(dir.join("users").join(format!("{un}.jwt")))?;
             let uc = UserClaims::decode(&tok).map_err(|e| format!("user {name}/{un}: {e}"))?;

